@@ -23,5 +23,5 @@ expect_usage "$dir/tcp_chat_client" localhost
 expect_usage "$dir/tcp_chat_client" nosuchhost 80
 expect_usage "$dir/udp_chat_server" +5
 expect_usage "$dir/udp_chat_client" 127.0.0.1 x
-#expect_usage "$dir/select_chat_server" 1 2
+expect_usage "$dir/select_chat_server" 1 2
 exit $fail
