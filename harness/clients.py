@@ -1,0 +1,389 @@
+"""Clients that talk to a server under test, and record every byte.
+
+RawClient is the harness's own socket (TCP or UDP): it sends exact bytes,
+in chosen fragments if asked, and frames what it receives by the contract.
+ProgramClient drives a client program through stdin and reads its stdout.
+Both are Receivers: `expect` the next message, `expect_nothing`, `closed`.
+
+One Hub thread per scenario reads every raw socket (epoll via selectors),
+so every byte is observed with its arrival time, and nothing a server sends
+waits in a kernel buffer because the harness was busy elsewhere.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import selectors
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .contract import ClientSpec, Protocol
+from .transcript import Transcript, show_bytes
+
+READ_CHUNK = 65536
+
+
+class CheckFailed(AssertionError):
+    """A contract rule was broken. Carries what was expected and what happened."""
+
+    def __init__(self, step: str, expected: str, actual: str, hint: str = ""):
+        self.step, self.expected, self.actual, self.hint = step, expected, actual, hint
+        text = f"{step}\n  expected: {expected}\n  actual:   {actual}"
+        if hint:
+            text += f"\n  hint:     {hint}"
+        super().__init__(text)
+
+
+@dataclass
+class Message:
+    t: float
+    data: bytes          # the message (relay prefix removed)
+    line: bytes          # the line as received
+    own_echo: bool = False
+
+
+@dataclass
+class Receiver:
+    """What one participant has received, framed into messages."""
+    name: str
+    protocol: Protocol
+    transcript: Transcript
+    messages: list[Message] = field(default_factory=list)
+    broken: list[bytes] = field(default_factory=list)    # lines matching no relay format
+    notices: list[bytes] = field(default_factory=list)
+    echoes: list[Message] = field(default_factory=list)  # own messages consumed as echo
+    cursor: int = 0
+    eof: str | None = None            # None while open; "eof", "reset", "exit 0"...
+    sent: Counter = field(default_factory=Counter)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _partial: bytes = b""
+    bytes_received: int = 0
+
+    # -- feeding (called by the reader) -----------------------------------
+    def _add_line(self, line: bytes) -> None:
+        now = time.monotonic() - self.transcript.t0
+        try:
+            msg = self.protocol.parse_relayed(line)
+        except ValueError:
+            self.broken.append(line)
+            self.messages.append(Message(now, line, line))
+            return
+        if msg is None:
+            self.notices.append(line)
+            return
+        own = self.sent[msg] > 0
+        m = Message(now, msg, line, own_echo=own)
+        if own and self.protocol.echo != "forbidden":
+            self.sent[msg] -= 1
+            self.echoes.append(m)
+            return
+        self.messages.append(m)
+
+    def feed(self, data: bytes) -> None:
+        with self._cond:
+            self.bytes_received += len(data)
+            if self.protocol.framing == "datagram":
+                self._add_line(data)
+            else:
+                buf = self._partial + data
+                term = self.protocol.terminator
+                *lines, self._partial = buf.split(term)
+                for line in lines:
+                    self._add_line(line)
+            self._cond.notify_all()
+
+    def end(self, how: str) -> None:
+        with self._cond:
+            if self.eof is None:
+                self.eof = how
+            self._cond.notify_all()
+
+    # -- waiting (called by scenarios) -------------------------------------
+    def _wait(self, predicate, within: float) -> bool:
+        deadline = time.monotonic() + within
+        with self._cond:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def unread(self) -> list[Message]:
+        with self._cond:
+            return self.messages[self.cursor:]
+
+    def expect(self, message: bytes, within: float = 2.0, alternatives=()) -> Message:
+        """The next message must be `message` (or one of alternatives)."""
+        wanted = {message, *alternatives}
+        step = f"{self.name} expects {show_bytes(message)}"
+        if not self._wait(lambda: len(self.messages) > self.cursor or self.eof, within):
+            raise CheckFailed(step, f"{show_bytes(message)} within {within:g}s",
+                              f"nothing arrived in {within:g}s" + self._partial_note())
+        with self._cond:
+            if len(self.messages) <= self.cursor:
+                raise CheckFailed(step, show_bytes(message),
+                                  f"the connection ended ({self.eof}) before it arrived"
+                                  + self._partial_note())
+            got = self.messages[self.cursor]
+            self.cursor += 1
+        if got.data not in wanted:
+            hint = ""
+            if got.own_echo:
+                hint = f"{self.name} got back its own message; the sender must never receive it"
+            elif got.line in self.broken:
+                hint = "the line does not have the relay format " + repr(self.protocol.relay)
+            elif message in got.data or any(got.data in m for m in self.sent):
+                hint = "two messages merged, or one split: lines must arrive whole"
+            raise CheckFailed(step, show_bytes(message), show_bytes(got.line), hint)
+        return got
+
+    def expect_nothing(self, duration: float = 0.3) -> None:
+        """No message arrives for `duration` seconds (what is queued counts)."""
+        self._wait(lambda: len(self.messages) > self.cursor, duration)
+        extra = self.unread()
+        if extra:
+            hint = ("that is its own message: the sender must never receive it"
+                    if extra[0].own_echo else "")
+            raise CheckFailed(f"{self.name} expects nothing for {duration:g}s", "no message",
+                              f"{len(extra)} message(s), first {show_bytes(extra[0].line)}", hint)
+
+    def expect_closed(self, within: float = 2.0) -> str:
+        if not self._wait(lambda: self.eof is not None, within):
+            raise CheckFailed(f"{self.name} expects the connection closed",
+                              f"closed within {within:g}s", "still open")
+        return self.eof
+
+    def take(self, message: bytes, within: float = 2.0) -> bool:
+        """Wait for `message` among the unread ones and remove it, leaving
+        the others in order (for the harness's own probe messages)."""
+        hit = []
+
+        def found() -> bool:
+            for i in range(self.cursor, len(self.messages)):
+                if self.messages[i].data == message:
+                    del self.messages[i]
+                    hit.append(True)
+                    return True
+            return self.eof is not None
+        self._wait(found, within)
+        return bool(hit)
+
+    def wire_message(self, message: bytes) -> bytes:
+        """What goes on the wire when this participant sends `message`."""
+        return message
+
+    def skip_unread(self) -> None:
+        with self._cond:
+            self.cursor = len(self.messages)
+
+    def _partial_note(self) -> str:
+        return f" (an unterminated fragment {show_bytes(self._partial)} is pending)" if self._partial else ""
+
+    def partial(self) -> bytes:
+        return self._partial
+
+
+class Hub:
+    """One thread that reads every raw client socket of a scenario."""
+
+    def __init__(self) -> None:
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="client-hub", daemon=True)
+        self._thread.start()
+
+    def add(self, client: "RawClient") -> None:
+        self._sel.register(client.sock, selectors.EVENT_READ, client)
+        os.write(self._wake_w, b"x")
+
+    def remove(self, client: "RawClient") -> None:
+        try:
+            self._sel.unregister(client.sock)
+        except (KeyError, ValueError):
+            pass
+
+    def _loop(self) -> None:
+        while not self._stop:
+            for key, _ in self._sel.select(0.5):
+                if key.data is None:
+                    os.read(self._wake_r, 4096)
+                    continue
+                key.data._readable()
+
+    def close(self) -> None:
+        self._stop = True
+        os.write(self._wake_w, b"x")
+        self._thread.join(5)
+        self._sel.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+
+class RawClient(Receiver):
+    """The harness's own TCP or UDP client socket."""
+
+    def __init__(self, name: str, protocol: Protocol, transcript: Transcript, hub: Hub,
+                 transport: str):
+        super().__init__(name, protocol, transcript)
+        self.hub = hub
+        self.transport = transport
+        self.sock: socket.socket | None = None
+        self.address = None
+
+    def connect(self, host: str, port: int, timeout: float = 5.0) -> None:
+        if self.transport == "udp":
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind(("127.0.0.1", 0))
+            self.sock.connect((host, port))
+        else:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setblocking(False)
+        self.address = self.sock.getsockname()
+        self.transcript.add(self.name, "connect", detail=f"from port {self.address[1]} to {port}")
+        self.hub.add(self)
+
+    # -- reading (hub thread) -------------------------------------------
+    def _readable(self) -> None:
+        try:
+            data = self.sock.recv(READ_CHUNK)
+        except BlockingIOError:
+            return
+        except ConnectionRefusedError:
+            # UDP: an ICMP port unreachable from an earlier send. Not an end.
+            self.transcript.add(self.name, "note", detail="ICMP port unreachable")
+            return
+        except ConnectionResetError:
+            self.transcript.add(self.name, "close", detail="reset by the server")
+            self.hub.remove(self)
+            self.end("reset")
+            return
+        if not data and self.transport != "udp":
+            self.transcript.add(self.name, "close", detail="closed by the server")
+            self.hub.remove(self)
+            self.end("eof")
+            return
+        self.transcript.add(self.name, "recv", data)
+        self.feed(data)
+
+    # -- sending ----------------------------------------------------------
+    def _send_all(self, data: bytes, within: float = 5.0) -> None:
+        if self.sock is None:
+            raise CheckFailed(f"{self.name} sends", "an open connection", "not connected")
+        if self.transport == "udp":
+            self.sock.send(data)
+            return
+        view = memoryview(data)
+        deadline = time.monotonic() + within
+        while view:
+            try:
+                n = self.sock.send(view)
+                view = view[n:]
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise CheckFailed(f"{self.name} sends {len(data)} bytes",
+                                      "the server reads what it is sent",
+                                      f"{len(view)} bytes still unsent after {within:g}s") from None
+                select.select([], [self.sock], [], 0.05)
+            except (BrokenPipeError, ConnectionResetError) as e:
+                raise CheckFailed(f"{self.name} sends", "an open connection",
+                                  f"the server closed it ({e.strerror})") from None
+
+    def send(self, message: bytes) -> None:
+        """Send one message, framed by the contract."""
+        self.sent[message] += 1
+        data = self.protocol.frame(message)
+        self.transcript.add(self.name, "send", data)
+        self._send_all(data)
+
+    def send_raw(self, *chunks: bytes, gap: float = 0.0) -> None:
+        """Send chunks as separate writes (TCP segments), `gap` s apart."""
+        for i, chunk in enumerate(chunks):
+            if i and gap:
+                time.sleep(gap)  # pacing is the point here: a slow typist
+            self.transcript.add(self.name, "send", chunk, detail="(raw)")
+            self._send_all(chunk)
+
+    def close(self) -> None:
+        """Leave by end of stream (FIN)."""
+        if self.sock is None:
+            return
+        self.hub.remove(self)
+        self.transcript.add(self.name, "close", detail="client closed (EOF)")
+        self.sock.close()
+        self.sock = None
+        self.end("closed by client")
+
+    def reset(self) -> None:
+        """Leave abruptly: SO_LINGER 0 makes close() send a RST."""
+        if self.sock is None:
+            return
+        self.hub.remove(self)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transcript.add(self.name, "close", detail="client reset (RST)")
+        self.sock.close()
+        self.sock = None
+        self.end("reset by client")
+
+    def stop_reading(self) -> None:
+        """Stop reading: the server's output to us piles up (a slow reader)."""
+        self.hub.remove(self)
+        self.transcript.add(self.name, "note", detail="stops reading")
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+
+
+class ProgramClient(Receiver):
+    """A client program driven through stdin, read on stdout."""
+
+    def __init__(self, name: str, protocol: Protocol, transcript: Transcript, process,
+                 spec: ClientSpec):
+        super().__init__(name, protocol, transcript)
+        self.process = process
+        self.spec = spec
+        # The program's stdout is the received messages, one per line. Its
+        # framing is always a line, whatever the wire uses.
+        self.protocol = Protocol(**{**protocol.__dict__, "framing": "line"})
+        threading.Thread(target=self._follow, daemon=True, name=f"follow-{name}").start()
+
+    def _follow(self) -> None:
+        seen = 0
+        stream = self.process.stdout
+        while True:
+            data = stream.wait_for(lambda d: len(d) > seen and d, time.monotonic() + 3600)
+            if data is None or len(data) <= seen:
+                break
+            self.feed(data[seen:])
+            seen = len(data)
+        self.process.wait(60)
+        self.end(self.process.status())
+
+    def wire_message(self, message: bytes) -> bytes:
+        """What this client puts on the wire when its user types `message`."""
+        return self.spec.send_format.encode().replace(b"{name}", self.name.encode()).replace(b"{msg}", message)
+
+    def send(self, message: bytes) -> None:
+        """The user types a line."""
+        self.sent[self.wire_message(message)] += 1
+        self.process.write(message + b"\n")
+
+    def end_input(self) -> None:
+        self.process.close_stdin()
+
+    def expect_exit(self, status: int = 0, within: float = 3.0) -> None:
+        code = self.process.wait(within)
+        if code is None:
+            raise CheckFailed(f"{self.name} exits", f"exit {status} within {within:g}s",
+                              "still running")
+        if code != status:
+            raise CheckFailed(f"{self.name} exits", f"exit {status}",
+                              self.process.status(),
+                              "stderr: " + self.process.stderr.text()[-500:])

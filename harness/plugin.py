@@ -1,0 +1,243 @@
+"""pytest plugin: scenario scripts as test items, chat fixtures, reports.
+
+    pytest scenarios                          # the references (build/impl)
+    pytest scenarios --submission DIR --assignment tcp_chat
+
+Every *.scn file under the run becomes one item per assignment it applies
+to. Python scenarios get the `chat` fixture (a ChatSession in a private
+network namespace, torn down after the test, nothing left running) and are
+parametrized over the selected assignments the same way.
+
+With --results FILE, every item's outcome, failure (step, expected, actual,
+hint) and transcript are written as JSON lines: that is what the grader
+reads, so nothing it reports is scraped from terminal output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from . import netns
+from .clients import CheckFailed
+from .contract import ContractError, by_id
+from .script import REQUIREMENTS, Runner, ScriptError, parse
+from .session import REFERENCE_BIN, ChatSession, Programs
+
+DEFAULT_ASSIGNMENTS = ["tcp_chat", "udp_chat", "select_chat", "shared_counter"]
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("chatgrade")
+    g.addoption("--submission", default=None,
+                help="folder holding the built programs to check (default: the references, build/impl)")
+    g.addoption("--reference", default=str(REFERENCE_BIN),
+                help="folder of the reference programs (clients graded 'from_reference')")
+    g.addoption("--assignment", action="append", default=None,
+                help="contract id to check (repeatable; default: the four assignments)")
+    g.addoption("--contracts", default=None, help="folder of contract files")
+    g.addoption("--no-valgrind", action="store_true", help="skip checks that run under valgrind")
+    g.addoption("--results", default=None, help="write one JSON line per check to this file")
+    g.addoption("--source", action="append", default=None,
+                help="the submission's source folder (valgrind errors are attributed to it)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "requires(*features): contract features a scenario needs")
+    config.addinivalue_line("markers", "rule(*ids): contract rules a scenario checks")
+    config.addinivalue_line("markers", "tool(name): the scenario runs the server under valgrind")
+    config._chatgrade_lock = threading.Lock()
+
+
+def pytest_report_header(config):
+    return [netns.mode_description(),
+            f"programs: {config.getoption('--submission') or config.getoption('--reference')}"]
+
+
+def selected_contracts(config):
+    from .contract import CONTRACTS_DIR
+    directory = Path(config.getoption("--contracts") or CONTRACTS_DIR)
+    ids = config.getoption("--assignment") or DEFAULT_ASSIGNMENTS
+    try:
+        return [by_id(i, directory) for i in ids]
+    except ContractError as e:
+        raise pytest.UsageError(str(e))
+
+
+def programs_for(config) -> Programs:
+    sub = config.getoption("--submission") or config.getoption("--reference")
+    return Programs(Path(sub), Path(config.getoption("--reference")))
+
+
+@contextmanager
+def chat_session(config, contract, tool=None):
+    """A ChatSession in a private network namespace; closed afterwards,
+    and a test fails if anything it started survived."""
+    with netns.isolated() as isolated:
+        session = ChatSession(contract, programs_for(config), tool=tool,
+                              source_dirs=[Path(d) for d in config.getoption("--source") or ()])
+        session.isolated = isolated
+        try:
+            yield session
+        finally:
+            escaped = session.close()
+            left = session.supervisor.survivors()
+            if escaped or left:
+                raise CheckFailed("nothing the test started outlives it", "no process left",
+                                  f"killed after teardown: {escaped + [str(p) for p in left]}")
+
+
+# -- Python scenarios ------------------------------------------------------
+
+def _applies(contract, item_or_markers) -> tuple[bool, str]:
+    for mark in item_or_markers:
+        if mark.name == "requires":
+            for req in mark.args:
+                if not REQUIREMENTS[req](contract):
+                    return False, f"needs '{req}', which the {contract.id} contract does not have"
+    return True, ""
+
+
+def pytest_generate_tests(metafunc):
+    if "contract" in metafunc.fixturenames:
+        contracts = selected_contracts(metafunc.config)
+        marks = list(metafunc.definition.iter_markers())
+        chat = "chat" in metafunc.fixturenames or any(m.name == "requires" for m in marks)
+        params = []
+        for c in contracts:
+            if chat and c.transport == "none":
+                continue
+            if not chat and c.transport != "none" and "counter" in metafunc.fixturenames:
+                continue
+            ok, why = _applies(c, marks)
+            params.append(pytest.param(c, id=c.id, marks=() if ok else pytest.mark.skip(reason=why)))
+        metafunc.parametrize("contract", params or [pytest.param(None, marks=pytest.mark.skip(
+            reason="no selected assignment applies"))])
+
+
+@pytest.fixture
+def programs(request) -> Programs:
+    return programs_for(request.config)
+
+
+@pytest.fixture
+def chat(request, contract):
+    tool = None
+    mark = request.node.get_closest_marker("tool")
+    if mark:
+        if request.config.getoption("--no-valgrind"):
+            pytest.skip("--no-valgrind")
+        tool = mark.args[0]
+    with chat_session(request.config, contract, tool) as session:
+        request.node._chat_session = session
+        yield session
+
+
+# -- scenario scripts --------------------------------------------------------
+
+def pytest_collect_file(parent, file_path):
+    if file_path.suffix == ".scn":
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self):
+        try:
+            script = parse(self.path)
+        except (ScriptError, ValueError) as e:
+            raise self.CollectError(str(e)) from None
+        for contract in selected_contracts(self.config):
+            ok, why = script.applies_to(contract)
+            if not ok and contract.transport == "none":
+                continue  # a chat scenario is not even listed for shared_counter
+            item = ScenarioItem.from_parent(self, name=f"{self.path.stem}[{contract.id}]",
+                                            script=script, contract=contract)
+            if not ok:
+                item.add_marker(pytest.mark.skip(reason=why))
+            elif script.tool and self.config.getoption("--no-valgrind"):
+                item.add_marker(pytest.mark.skip(reason="--no-valgrind"))
+            if script.header.get("timeout"):
+                item.add_marker(pytest.mark.timeout(float(script.header["timeout"])))
+            yield item
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, script, contract, **kw):
+        super().__init__(**kw)
+        self.script = script
+        self.contract = contract
+        for rule in script.rules:
+            self.add_marker(pytest.mark.rule(rule))
+
+    def runtest(self):
+        with chat_session(self.config, self.contract, self.script.tool) as session:
+            self._chat_session = session
+            Runner(self.script, session).run()
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, CheckFailed):
+            return f"{self.script.title}\n{excinfo.value}"
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, 0, f"scenario: {self.script.title}"
+
+
+# -- failure details and the results file -------------------------------------
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    session = getattr(item, "_chat_session", None)
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        if session is not None and report.failed:
+            report.sections.append(("transcript", session.transcript.render(last=200)))
+            for proc in session.supervisor.processes:
+                err = proc.stderr.text()
+                if err.strip():
+                    report.sections.append((f"{proc.name} stderr", err[-4000:]))
+        _record(item, report, call, session)
+
+
+def _record(item, report, call, session):
+    path = item.config.getoption("--results")
+    if not path:
+        return
+    failure = None
+    if report.failed and call.excinfo is not None:
+        exc = call.excinfo.value
+        if isinstance(exc, CheckFailed):
+            failure = {"step": exc.step, "expected": exc.expected, "actual": exc.actual,
+                       "hint": exc.hint}
+        else:
+            failure = {"step": "", "expected": "", "actual": str(exc)[-2000:], "hint": ""}
+    rules = [a for m in item.iter_markers("rule") for a in m.args]
+    contract = getattr(item, "contract", None) or getattr(getattr(item, "callspec", None), "params", {}).get("contract")
+    entry = {
+        "nodeid": item.nodeid,
+        "name": getattr(getattr(item, "script", None), "title", None) or item.name,
+        "file": str(item.path),
+        "rules": rules,
+        "assignment": getattr(contract, "id", None),
+        "outcome": "skipped" if report.skipped else report.outcome,
+        "skip_reason": report.longrepr[2] if report.skipped and isinstance(report.longrepr, tuple) else "",
+        "duration": report.duration,
+        "failure": failure,
+        "transcript": [e.to_dict() for e in session.transcript.events()[-300:]] if session else [],
+        "valgrind": session.report.to_dict() if session and session.report else None,
+    }
+    line = json.dumps(entry) + "\n"
+    # xdist workers append to the same file: one write per line, O_APPEND.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+

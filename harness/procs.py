@@ -1,0 +1,438 @@
+"""The one module that starts processes: programs under test, valgrind, builds.
+
+Every program runs in a process group of its own (a new session), its
+stdout and stderr captured by reader threads with timestamps and a size cap,
+its stdin a pipe or a pty (stdio buffers stdout fully on a pipe and by line
+on a tty, and a submission must work either way). Teardown signals the whole
+group, waits, then kills it. A Supervisor owns every process a scenario
+starts, stops them all at the end, and checks that none survived.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import re
+import signal
+import subprocess
+import termios
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .transcript import Transcript
+
+DEFAULT_OUTPUT_CAP = 4 * 1024 * 1024   # bytes kept per stream; the rest is counted
+READY_LINE = re.compile(rb"listening on port (\d+)")
+PR_SET_CHILD_SUBREAPER = 36
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class ProcessError(RuntimeError):
+    """A program could not be started, became unready, or misbehaved."""
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def describe_status(returncode: int | None) -> str:
+    """'exit 0', 'killed by SIGSEGV', 'still running'."""
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        return f"killed by {signal_name(-returncode)}"
+    return f"exit {returncode}"
+
+
+class Stream:
+    """One captured output stream: bytes kept up to a cap, waitable."""
+
+    def __init__(self, name: str, cap: int, on_data: Callable[[bytes], None] | None = None):
+        self.name = name
+        self.cap = cap
+        self._buf = bytearray()
+        self.total = 0
+        self.closed = False
+        self._cond = threading.Condition()
+        self._on_data = on_data
+
+    @property
+    def dropped(self) -> int:
+        return self.total - len(self._buf)
+
+    def feed(self, data: bytes) -> None:
+        with self._cond:
+            self.total += len(data)
+            room = self.cap - len(self._buf)
+            if room > 0:
+                self._buf += data[:room]
+            self._cond.notify_all()
+        if self._on_data is not None:
+            self._on_data(data)
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def data(self) -> bytes:
+        with self._cond:
+            return bytes(self._buf)
+
+    def text(self) -> str:
+        out = self.data().decode("utf-8", "backslashreplace")
+        if self.dropped:
+            out += f"\n[... {self.dropped} more bytes not kept (cap {self.cap}) ...]"
+        return out
+
+    def wait_for(self, predicate: Callable[[bytes], object], deadline: float):
+        """Wait until predicate(data) is truthy; return it, or None at the deadline or EOF."""
+        with self._cond:
+            while True:
+                result = predicate(bytes(self._buf))
+                if result:
+                    return result
+                if self.closed:
+                    return None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+
+    def wait_closed(self, deadline: float) -> bool:
+        with self._cond:
+            while not self.closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+
+def _pump(fd: int, stream: Stream) -> None:
+    """Reader thread: copy fd into stream until EOF (EIO on a pty master)."""
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError as e:
+                if e.errno == errno.EINTR:
+                    continue
+                break  # EIO: the pty's slave side is closed everywhere
+            if not chunk:
+                break
+            stream.feed(chunk)
+    finally:
+        os.close(fd)
+        stream.close()
+
+
+@dataclass
+class Limits:
+    """Resource limits applied in the child before exec (see sandbox issue)."""
+    cpu_seconds: int | None = None
+    address_space: int | None = None
+    processes: int | None = None
+    file_size: int | None = None
+    open_files: int | None = None
+
+    def apply(self) -> None:
+        import resource
+        for res, value in ((resource.RLIMIT_CPU, self.cpu_seconds),
+                           (resource.RLIMIT_AS, self.address_space),
+                           (resource.RLIMIT_NPROC, self.processes),
+                           (resource.RLIMIT_FSIZE, self.file_size),
+                           (resource.RLIMIT_NOFILE, self.open_files)):
+            if value is not None:
+                resource.setrlimit(res, (value, value))
+
+
+@dataclass
+class Process:
+    """A started program. Use Supervisor.spawn to make one."""
+    name: str
+    argv: list[str]
+    popen: subprocess.Popen
+    stdout: Stream
+    stderr: Stream
+    stdin_fd: int | None
+    pty: bool
+    transcript: Transcript | None
+    started: float = field(default_factory=time.monotonic)
+    stop_signal_sent: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def status(self) -> str:
+        return describe_status(self.popen.poll())
+
+    # -- stdin -----------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        """Write to the program's stdin (all of it)."""
+        if self.stdin_fd is None:
+            raise ProcessError(f"{self.name}: stdin is closed")
+        if self.transcript:
+            self.transcript.add(self.name, "stdin", data)
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.stdin_fd, view)
+            except InterruptedError:
+                continue
+            except BrokenPipeError:
+                raise ProcessError(f"{self.name}: stdin is closed (the program exited?)") from None
+            view = view[n:]
+
+    def close_stdin(self) -> None:
+        """End of input: EOF on a pipe, ^D on a pty (then the fd is closed)."""
+        if self.stdin_fd is None:
+            return
+        if self.transcript:
+            self.transcript.add(self.name, "stdin", detail="end of input")
+        if self.pty:
+            # In canonical mode VEOF at the start of a line reads as EOF.
+            try:
+                os.write(self.stdin_fd, b"\x04")
+            except OSError:
+                pass
+            # The master stays open: closing it would hang up the program
+            # (SIGHUP) before it has read the EOF.
+            return
+        os.close(self.stdin_fd)
+        self.stdin_fd = None
+
+    # -- waiting ---------------------------------------------------------
+    def wait(self, timeout: float) -> int | None:
+        """Wait for exit; the return code, or None if still running."""
+        try:
+            return self.popen.wait(timeout=max(timeout, 0))
+        except subprocess.TimeoutExpired:
+            return None
+
+    def wait_ready_line(self, deadline: float) -> int | None:
+        """Port from the first 'listening on port N' line in stdout or stderr."""
+        def found(data: bytes):
+            m = READY_LINE.search(data)
+            return int(m.group(1)) if m else None
+        while time.monotonic() < deadline:
+            for s in (self.stdout, self.stderr):
+                port = found(s.data())
+                if port:
+                    return port
+            if not self.alive() and self.stdout.closed and self.stderr.closed:
+                return None
+            # Wake on new output or every 50 ms to watch the other stream.
+            self.stdout.wait_for(found, min(deadline, time.monotonic() + 0.05))
+        return None
+
+    def signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, signum: int = signal.SIGTERM, grace: float = 3.0) -> int:
+        """Signal the group, wait up to grace seconds, then SIGKILL it all.
+
+        Returns the program's return code (negative: killed by a signal).
+        """
+        if self.alive():
+            self.stop_signal_sent = signum
+            if self.transcript:
+                self.transcript.add(self.name, "signal", detail=signal_name(signum))
+            self.signal_group(signum)
+            if self.wait(grace) is None:
+                if self.transcript:
+                    self.transcript.add(self.name, "signal",
+                                        detail=f"SIGKILL (no exit {grace:g}s after {signal_name(signum)})")
+        # Whatever else is left in the group (children) goes too.
+        self.signal_group(signal.SIGKILL)
+        self.popen.wait()
+        self._finish()
+        return self.popen.returncode
+
+    def _finish(self, timeout: float = 2.0) -> None:
+        deadline = time.monotonic() + timeout
+        self.stdout.wait_closed(deadline)
+        self.stderr.wait_closed(deadline)
+        if self.stdin_fd is not None:
+            os.close(self.stdin_fd)
+            self.stdin_fd = None
+
+
+def _enable_subreaper() -> bool:
+    """Make this process adopt orphans of its descendants, so a program
+    that double-forks a daemon cannot escape teardown unnoticed."""
+    return _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def _children_of(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The comm field may hold spaces and parentheses: split after the last ')'.
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if int(fields[1]) == pid:
+            out.append(int(entry))
+    return out
+
+
+class Supervisor:
+    """Owns every process of one scenario; stops them all, leaves nothing."""
+
+    def __init__(self, transcript: Transcript | None = None,
+                 output_cap: int = DEFAULT_OUTPUT_CAP,
+                 limits: Limits | None = None,
+                 env: dict[str, str] | None = None):
+        self.transcript = transcript
+        self.output_cap = output_cap
+        self.limits = limits
+        self.env = env
+        self.processes: list[Process] = []
+        self.subreaper = _enable_subreaper()
+
+    def spawn(self, name: str, argv: Sequence[str], *, cwd: str | Path | None = None,
+              env: dict[str, str] | None = None, pty: bool = False, stdin: bool = True,
+              limits: Limits | None = None) -> Process:
+        """Start argv as `name`; stdin is a pipe (or a pty, or /dev/null)."""
+        argv = [str(a) for a in argv]
+        limits = limits or self.limits
+        run_env = dict(os.environ if env is None and self.env is None else (env or self.env))
+        stdin_fd = child_in = child_out = None
+        if pty:
+            master, slave = os.openpty()
+            attrs = termios.tcgetattr(slave)
+            # No echo of typed input into the output we read, and no \n -> \r\n.
+            attrs[3] &= ~(termios.ECHO | termios.ECHONL)
+            attrs[1] &= ~termios.OPOST
+            termios.tcsetattr(slave, termios.TCSANOW, attrs)
+            stdin_fd, child_in, child_out = master, slave, slave
+            out_r = os.dup(master)
+        elif stdin:
+            child_in, stdin_fd = os.pipe()
+            out_r, child_out = os.pipe()
+        else:
+            child_in = os.open(os.devnull, os.O_RDONLY)
+            out_r, child_out = os.pipe()
+        err_r, child_err = os.pipe()
+
+        def preexec() -> None:
+            if pty:
+                # Make the pty the controlling terminal of the new session.
+                import fcntl
+                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            if limits is not None:
+                limits.apply()
+
+        try:
+            popen = subprocess.Popen(argv, stdin=child_in, stdout=child_out, stderr=child_err,
+                                     cwd=cwd, env=run_env, start_new_session=True,
+                                     preexec_fn=preexec, close_fds=True)
+        except OSError as e:
+            for fd in {out_r, err_r, stdin_fd}:
+                if fd is not None:
+                    os.close(fd)
+            raise ProcessError(f"cannot start {name} ({argv[0]}): {e.strerror}") from None
+        finally:
+            for fd in {child_in, child_out, child_err}:
+                if fd is not None:
+                    os.close(fd)
+        tr = self.transcript
+        out = Stream("stdout", self.output_cap,
+                     (lambda d: tr.add(name, "stdout", d)) if tr else None)
+        err = Stream("stderr", self.output_cap,
+                     (lambda d: tr.add(name, "stderr", d)) if tr else None)
+        if tr:
+            tr.add(name, "start", detail=" ".join(argv))
+        for fd, stream in ((out_r, out), (err_r, err)):
+            threading.Thread(target=_pump, args=(fd, stream), daemon=True,
+                             name=f"pump-{name}-{stream.name}").start()
+        proc = Process(name, argv, popen, out, err, stdin_fd, pty, tr)
+        self.processes.append(proc)
+        return proc
+
+    def run(self, name: str, argv: Sequence[str], timeout: float, **kw) -> Process:
+        """Start argv with no stdin and wait for it (killed at the timeout)."""
+        proc = self.spawn(name, argv, stdin=False, **kw)
+        if proc.wait(timeout) is None:
+            proc.stop(signal.SIGKILL, grace=0)
+            proc.timed_out = True
+        else:
+            proc._finish()
+            proc.timed_out = False
+        return proc
+
+    def stop_all(self, grace: float = 3.0) -> list[str]:
+        """Stop every process (newest first) and every orphan they left.
+
+        Returns a description of each survivor that had to be killed after
+        its own group was gone (daemons that escaped with setsid).
+        """
+        for proc in reversed(self.processes):
+            if proc.alive():
+                proc.stop(signal.SIGTERM, grace)
+            else:
+                proc.stop(signal.SIGKILL, 0)
+        return self.kill_orphans()
+
+    def kill_orphans(self) -> list[str]:
+        """Kill and reap processes re-parented to us (escaped daemons)."""
+        if not self.subreaper:
+            return []
+        known = {p.pid for p in self.processes}
+        escaped = []
+        for _ in range(50):
+            others = [pid for pid in _children_of(os.getpid()) if pid not in known]
+            if not others:
+                break
+            for pid in others:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                except OSError:
+                    cmd = "?"
+                if cmd and f"{pid} {cmd}" not in escaped:
+                    escaped.append(f"{pid} {cmd}")
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                except (ProcessLookupError, ChildProcessError):
+                    pass
+        return escaped
+
+    def survivors(self) -> list[int]:
+        """Pids still alive in any group this supervisor started."""
+        alive = []
+        for proc in self.processes:
+            try:
+                os.killpg(proc.pid, 0)
+                alive.append(proc.pid)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                alive.append(proc.pid)
+        return alive

@@ -1,0 +1,241 @@
+"""A chat session: one server under test, its clients, and their timeline.
+
+This is what a scenario drives, whether it is a script or Python. It knows
+the contract (so the harness never hard-codes the protocol), where the
+programs are (a submission's build or the references), and it owns every
+process and socket it makes: `close()` leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import netns, valgrind
+from .clients import CheckFailed, Hub, ProgramClient, RawClient, Receiver
+from .contract import Contract, ProgramSpec
+from .procs import Limits, Process, ProcessError, Supervisor, describe_status
+from .transcript import Transcript
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE_BIN = ROOT / "build" / "impl"
+PORT_IN_NAMESPACE = 7000     # any port is free in a private namespace
+HOST = "127.0.0.1"
+
+
+class SetupError(CheckFailed):
+    """The scenario could not get going (server missing, never ready...)."""
+
+
+@dataclass
+class Programs:
+    """Where to find the programs a contract names."""
+    submission: Path
+    reference: Path = REFERENCE_BIN
+
+    def path(self, spec: ProgramSpec) -> Path:
+        if os.path.isabs(spec.program):
+            return Path(spec.program)
+        base = self.reference if spec.from_reference else self.submission
+        return base / spec.program
+
+
+def _listening(pid: int, port: int, transport: str) -> bool:
+    """Whether the server's namespace has a socket bound to `port`
+    (a TCP one in LISTEN state). Read from /proc, so readiness costs no
+    probe connection, and no probe datagram joins a UDP group."""
+    table = "udp" if transport == "udp" else "tcp"
+    try:
+        with open(f"/proc/{pid}/net/{table}") as f:
+            next(f)
+            for row in f:
+                fields = row.split()
+                local, state = fields[1], fields[3]
+                if int(local.split(":")[1], 16) == port and (table == "udp" or state == "0A"):
+                    return True
+    except (OSError, StopIteration):
+        pass
+    return False
+
+
+class ChatSession:
+    def __init__(self, contract: Contract, programs: Programs, *, tool: str | None = None,
+                 limits: Limits | None = None, scale: float = 1.0, workdir: Path | None = None,
+                 source_dirs: list[Path] = ()):
+        self.contract = contract
+        self.protocol = contract.protocol
+        self.programs = programs
+        self.tool = tool                     # valgrind tool for the server, or None
+        self.source_dirs = list(source_dirs)  # the submission's sources, for valgrind attribution
+        self.scale = scale * (valgrind.TIMEOUT_SCALE[tool] if tool else 1.0)
+        self.transcript = Transcript()
+        self.supervisor = Supervisor(self.transcript, limits=limits)
+        self.hub = Hub()
+        self.clients: dict[str, Receiver] = {}
+        self.server: Process | None = None
+        self.port: int | None = None
+        self.exit_status: int | None = None
+        self.report: valgrind.Report | None = None
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="chatgrade-"))
+        self._probe = 0
+        self.isolated = False
+
+    def within(self, seconds: float) -> float:
+        """A deadline scaled for valgrind's slowdown."""
+        return seconds * self.scale
+
+    # -- server ------------------------------------------------------------
+    def start_server(self, ready_within: float = 5.0) -> Process:
+        spec = self.contract.server
+        exe = self.programs.path(spec)
+        if not exe.exists():
+            raise SetupError("start the server", f"a program {exe.name}",
+                             f"{exe} does not exist (did the build produce it?)")
+        if spec.port is not None:
+            port = spec.port
+        elif self.isolated:
+            port = PORT_IN_NAMESPACE
+        else:
+            port = netns.free_port(socket.SOCK_DGRAM if self.contract.transport == "udp"
+                                   else socket.SOCK_STREAM)
+        argv = [str(exe), *spec.render(port=port, host=HOST)]
+        if self.tool:
+            self.xml_path = self.workdir / f"server.{self.tool}.xml"
+            self.log_path = self.workdir / f"server.{self.tool}.log"
+            argv = valgrind.valgrind_argv(self.tool, argv, self.xml_path, self.log_path)
+        self.server = self.supervisor.spawn("server", argv, cwd=self.workdir)
+        deadline = time.monotonic() + self.within(ready_within)
+        while not _listening(self.server.pid, port, self.contract.transport):
+            if not self.server.alive():
+                raise SetupError("start the server", f"listening on port {port}",
+                                 f"the server ended first ({self.server.status()})",
+                                 "stderr: " + self.server.stderr.text()[-800:])
+            if time.monotonic() > deadline:
+                raise SetupError("start the server", f"listening on port {port} "
+                                 f"within {self.within(ready_within):g}s", "not listening")
+            time.sleep(0.01)  # poll /proc: the condition is checked, not assumed
+        self.port = port
+        self.transcript.note(f"server listening on port {port}")
+        return self.server
+
+    def stop_server(self, signum: int = signal.SIGTERM, within: float = 3.0) -> int:
+        """Signal the server and wait for it; its return code."""
+        if self.server is None:
+            raise SetupError("stop the server", "a running server", "none was started")
+        self.exit_status = self.server.stop(signum, grace=self.within(within))
+        if self.tool:
+            self.report = valgrind.load_report(self.xml_path, self.log_path, self.tool)
+        return self.exit_status
+
+    def expect_server_alive(self) -> None:
+        if self.server is None or not self.server.alive():
+            status = self.server.status() if self.server else "never started"
+            raise CheckFailed("the server keeps serving", "running", status,
+                              "stderr: " + (self.server.stderr.text()[-800:] if self.server else ""))
+
+    # -- clients -------------------------------------------------------------
+    def _new_raw(self, name: str) -> RawClient:
+        if name in self.clients:
+            raise SetupError(f"client {name} connects", "a new name", f"{name} already exists")
+        c = RawClient(name, self.protocol, self.transcript, self.hub, self.contract.transport)
+        try:
+            c.connect(HOST, self.port, timeout=self.within(5))
+        except OSError as e:
+            raise CheckFailed(f"client {name} connects", f"the server accepts on port {self.port}",
+                              f"connect failed: {e.strerror or e}") from None
+        self.clients[name] = c
+        for line in self.protocol.handshake:
+            c.send(line.format(name=name).encode())
+        if self.contract.transport == "udp":
+            join = self.protocol.join if self.protocol.join is not None else ""
+            c.sent[join.encode()] += 1
+            c._send_all(join.encode())
+            self.transcript.add(name, "send", join.encode(), detail="(join)")
+        return c
+
+    def connect(self, *names: str, confirm: bool = True) -> list[RawClient]:
+        """Raw clients join; membership is confirmed by a round trip."""
+        new = [self._new_raw(n) for n in names]
+        if confirm:
+            self.confirm_members(new)
+        return new
+
+    def spawn_client(self, name: str, pty: bool = False, confirm: bool = True) -> ProgramClient:
+        """Start the contract's client program as participant `name`."""
+        spec = self.contract.client
+        if spec is None:
+            raise SetupError("start a client program", "a [client] in the contract", "none")
+        exe = self.programs.path(spec)
+        if not exe.exists():
+            raise SetupError(f"start client {name}", f"a program {exe.name}", f"{exe} does not exist")
+        argv = [str(exe), *spec.render(port=self.port, host=HOST, name=name)]
+        proc = self.supervisor.spawn(name, argv, cwd=self.workdir, pty=pty)
+        c = ProgramClient(name, self.protocol, self.transcript, proc, spec)
+        self.clients[name] = c
+        if confirm and self.contract.transport != "udp":
+            self.confirm_members([c])
+        return c
+
+    def members(self) -> list[Receiver]:
+        return [c for c in self.clients.values() if c.eof is None]
+
+    def confirm_members(self, new: list[Receiver]) -> None:
+        """Prove the new clients are members: a probe message from another
+        member reaches each of them (the protocol has no acknowledgement)."""
+        members = self.members()
+        if len(members) < 2 or not new:
+            return
+        old = [m for m in members if m not in new]
+        first = old[0] if old else new[0]
+        self.probe(first, [m for m in members if m is not first])
+        if first in new:
+            # `first` proved the others members; one of them proves `first`.
+            second = next(m for m in members if m is not first)
+            self.probe(second, [m for m in members if m is not second])
+
+    def probe(self, sender: Receiver, receivers: list[Receiver], within: float = 5.0) -> None:
+        self._probe += 1
+        text = f"probe-{self._probe}".encode()
+        sender.send(text)
+        wire = sender.wire_message(text)
+        for r in receivers:
+            if not r.take(wire, within=self.within(within)):
+                got = r.unread()
+                raise CheckFailed(f"membership of {r.name}: a message from {sender.name} reaches it",
+                                  f"{wire!r} within {self.within(within):g}s",
+                                  f"the connection ended ({r.eof})" if r.eof else
+                                  f"not received; unread: {[m.line for m in got][:5]}")
+
+    def __getitem__(self, name: str) -> Receiver:
+        try:
+            return self.clients[name]
+        except KeyError:
+            raise SetupError(f"use client {name}", "a client that was connected first",
+                             f"no client named {name}") from None
+
+    # -- threads and fds of the server ---------------------------------------
+    def server_threads(self) -> int:
+        return len(os.listdir(f"/proc/{self.server.pid}/task"))
+
+    def server_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.server.pid}/fd"))
+
+    # -- teardown --------------------------------------------------------------
+    def close(self) -> list[str]:
+        """Close every client, stop every process; what had to be killed
+        after escaping its process group."""
+        for c in self.clients.values():
+            if isinstance(c, RawClient):
+                c.close()
+        self.hub.close()
+        escaped = self.supervisor.stop_all(grace=self.within(2))
+        if self._own_workdir:
+            import shutil
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return escaped
