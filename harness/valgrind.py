@@ -578,10 +578,12 @@ def _frame_file(frame: Frame, dirs: list[Path]) -> Optional[Path]:
     """The frame's source file if it lies inside one of DIRS."""
     if not frame.file:
         return None
-    candidates = []
+    # With a compile directory we trust it: glibc's printf.c must not match a
+    # student file of the same name.  Without one, look in the source dirs.
     if frame.dir:
-        candidates.append(Path(frame.dir) / frame.file)
-    candidates += [d / frame.file for d in dirs]
+        candidates = [Path(frame.dir) / frame.file]
+    else:
+        candidates = [d / frame.file for d in dirs]
     for c in candidates:
         try:
             real = c.resolve()

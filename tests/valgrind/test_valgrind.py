@@ -409,3 +409,16 @@ def test_protocol5_hand_written_sample(tmp_path):
     assert "tcp_chat_server.c:88 in drop_client" in vg.summarise(rebased, [src])
     assert at(vg.attribute(rebased.open_fds[1], [src])) == ("tcp_chat_server.c", 30)
     json.dumps(rebased.to_dict())
+
+
+def test_attribution_ignores_library_file_of_the_same_name(tmp_path):
+    """glibc's printf.c (compiled in ./stdio-common) is not the student's printf.c."""
+    (tmp_path / "printf.c").write_text("int x;\n" * 40)
+    err = vg.Error(kind="Race", what="", stack=[
+        vg.Frame(fn="printf", file="printf.c", line=33, dir="./stdio-common",
+                 obj="/usr/lib/x86_64-linux-gnu/libc.so.6"),
+        vg.Frame(fn="worker", file="printf.c", line=7, dir=str(tmp_path)),
+    ])
+    assert at(vg.attribute(err, [tmp_path])) == ("printf.c", 7)
+    no_dir = vg.Error(kind="Race", what="", stack=[vg.Frame(fn="worker", file="printf.c", line=9)])
+    assert at(vg.attribute(no_dir, [tmp_path])) == ("printf.c", 9)
