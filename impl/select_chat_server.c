@@ -209,8 +209,10 @@ static void client_flush(struct client *c)
 /*
  * Takes one connection off the backlog and closes it, when accept() fails
  * with EMFILE: the spare fd is given up for the moment this takes.
+ * Returns 0 if a connection was refused, -1 if the backlog was empty
+ * (Linux reports EMFILE before it looks at the backlog).
  */
-static void refuse_at_fd_limit(struct server *s)
+static int refuse_at_fd_limit(struct server *s)
 {
 	int fd;
 
@@ -219,7 +221,10 @@ static void refuse_at_fd_limit(struct server *s)
 	if (fd >= 0)
 		close(fd);
 	s->spare_fd = open("/dev/null", O_RDONLY);
+	if (fd < 0)
+		return -1;
 	write_linef(STDERR_FILENO, "connection refused: open-file limit reached");
+	return 0;
 }
 
 /* Makes a client of an accepted socket; closes it on failure. */
@@ -267,9 +272,8 @@ static void accept_clients(struct server *s)
 			continue;
 		case EMFILE:
 		case ENFILE:
-			if (s->spare_fd < 0)
+			if (s->spare_fd < 0 || refuse_at_fd_limit(s) < 0)
 				return;
-			refuse_at_fd_limit(s);
 			continue;
 		case EAGAIN:
 #if EWOULDBLOCK != EAGAIN
