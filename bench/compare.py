@@ -171,7 +171,8 @@ def run_one(loadgen, server, sc, args, workdir):
     try:
         cmd = [loadgen, "-p", str(running.port), "-n", str(sc.clients),
                "-m", str(sc.messages), "-s", str(args.size),
-               "-r", str(sc.rate), "-d", str(args.deadline), "-q"]
+               "-r", str(sc.rate), "-d", str(args.deadline),
+               "-b", str(args.backlog), "-q"]
         cmd += server.loadgen_args
         try:
             res = subprocess.run(cmd, stdout=subprocess.PIPE,
@@ -317,6 +318,9 @@ def parse_args(argv):
                    help="flood: aim at this many deliveries per run")
     p.add_argument("--min-messages", type=int, default=5)
     p.add_argument("--size", type=int, default=64, help="bytes per line")
+    p.add_argument("--backlog", type=int, default=256 * 1024,
+                   help="flood window in bytes per receiver (chat_loadgen -b); "
+                        "0 = open loop")
     p.add_argument("--paced-clients", type=int, default=100)
     p.add_argument("--paced-rate", type=float, default=10.0)
     p.add_argument("--paced-seconds", type=float, default=3.0)

@@ -82,6 +82,7 @@ struct options {
 	const char *strip;  /* regex: removed from the start of a line if it matches there */
 	const char *ignore; /* regex: lines that match are server notices, not messages */
 	uint32_t window;    /* connects in flight whose membership is not yet proven */
+	double backlog;     /* flood: bytes in flight per receiver to aim at; 0 = open loop */
 	bool quiet;
 };
 
@@ -101,11 +102,13 @@ struct stats {
 	uint64_t max_send_lag;  /* paced: how late the worst line left vs its slot */
 	uint32_t *pair_count;   /* [receiver * N + sender]: lines received */
 	uint32_t *pair_next;    /* [receiver * N + sender]: highest seq seen + 1 */
+	uint64_t *by_sender;    /* [sender]: deliveries of its lines, all receivers */
 };
 
 static struct options opt = {
 	.port = -1, .clients = 10, .messages = 100, .size = 64,
 	.rate = 0, .deadline_s = 30, .idle_s = 2, .window = 8,
+	.backlog = 256 * 1024,
 };
 static struct client *clients;
 static struct stats st;
@@ -130,7 +133,7 @@ static void usage(FILE *f)
 	    "usage: chat_loadgen -p PORT [-n CLIENTS] [-m MESSAGES] [-s SIZE]\n"
 	    "                    [-r RATE] [-d DEADLINE_S] [-i IDLE_S]\n"
 	    "                    [-x STRIP_REGEX] [-g IGNORE_REGEX] [--ncat]\n"
-	    "                    [-w WINDOW] [-q]\n"
+	    "                    [-w WINDOW] [-b BACKLOG] [-q]\n"
 	    "  -p, --port       server port on 127.0.0.1 (required)\n"
 	    "  -n, --clients    clients (default 10)\n"
 	    "  -m, --messages   data lines per client (default 100)\n"
@@ -144,6 +147,9 @@ static void usage(FILE *f)
 	    "      --ncat       same as -x '^<user[0-9]+> ' -g '^<announce> '\n"
 	    "  -w, --window     connects in flight before membership is proven,\n"
 	    "                   at least 2 (default 8: below common listen backlogs)\n"
+	    "  -b, --backlog    flood: limit each sender's lines in flight so each\n"
+	    "                   receiver has about this many bytes on the way;\n"
+	    "                   0 = open loop (default 262144)\n"
 	    "  -q, --quiet      no human-readable line on stderr\n",
 	    MIN_SIZE, MAX_SIZE);
 }
@@ -177,6 +183,7 @@ static void parse_args(int argc, char **argv)
 		{"ignore", required_argument, NULL, 'g'},
 		{"ncat", no_argument, NULL, 'N'},
 		{"window", required_argument, NULL, 'w'},
+		{"backlog", required_argument, NULL, 'b'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -184,7 +191,7 @@ static void parse_args(int argc, char **argv)
 	double v;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "p:n:m:s:r:d:i:x:g:w:qh", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:n:m:s:r:d:i:x:g:w:b:qh", longs, NULL)) != -1) {
 		int bad = 0;
 
 		switch (c) {
@@ -197,6 +204,7 @@ static void parse_args(int argc, char **argv)
 		case 'i': bad = parse_num(optarg, 0.01, 3600, &opt.idle_s); break;
 		case 'x': opt.strip = optarg; break;
 		case 'g': opt.ignore = optarg; break;
+		case 'b': bad = parse_num(optarg, 0, 1e9, &opt.backlog); break;
 		case 'w': bad = parse_num(optarg, 2, 10000, &v); opt.window = (uint32_t)v; break;
 		case 'N': opt.strip = "^<user[0-9]+> "; opt.ignore = "^<announce> "; break;
 		case 'q': opt.quiet = true; break;
@@ -381,6 +389,28 @@ static void format_line(char *buf, uint32_t id, uint32_t seq, uint64_t ts)
 }
 
 /*
+ * Flood window: how many more lines sender `id` may send now.  An open-loop
+ * flood outruns a single-threaded reader, and a server that bounds its
+ * per-client output (as the protocol asks) then drops our "slow" clients,
+ * so the run would measure that policy, not throughput.  Closing the loop
+ * on deliveries keeps the backlog at each receiver near --backlog bytes:
+ * (N-1) senders x window lines x (size+1) bytes.
+ */
+static uint32_t flood_allowance(uint32_t id)
+{
+	uint64_t window, in_flight;
+
+	if (opt.backlog <= 0)
+		return UINT32_MAX;
+	window = (uint64_t)(opt.backlog / ((double)(opt.clients - 1) * (opt.size + 1)));
+	if (window < 1)
+		window = 1;
+	/* Lines not yet delivered to everyone, counted in whole lines. */
+	in_flight = clients[id].next_seq - st.by_sender[id] / (opt.clients - 1);
+	return in_flight >= window ? 0 : (uint32_t)(window - in_flight);
+}
+
+/*
  * Flood: on each writable event, first finish the earlier batch, then format
  * a new one stamped with the current time.  Formatting only when the socket
  * has room keeps our own queueing out of the measured latency.
@@ -390,6 +420,7 @@ static void flood_send(uint32_t id)
 	struct client *c = &clients[id];
 	char batch[SEND_BATCH];
 	size_t len = 0;
+	uint32_t allowed;
 	uint64_t ts;
 	int r;
 
@@ -400,8 +431,15 @@ static void flood_send(uint32_t id)
 	}
 	if (r == 0)
 		return;
+	allowed = flood_allowance(id);
+	if (allowed == 0) {
+		/* Wait for deliveries (record_data re-arms EPOLLOUT). */
+		update_events(id, false);
+		return;
+	}
 	ts = now_ns();
-	while (c->next_seq < opt.messages && len + opt.size + 1 <= sizeof(batch)) {
+	while (c->next_seq < opt.messages && len + opt.size + 1 <= sizeof(batch)
+	    && allowed-- > 0) {
 		format_line(batch + len, id, c->next_seq++, ts);
 		len += opt.size + 1;
 	}
@@ -467,6 +505,10 @@ static void record_data(uint32_t rcv, uint32_t sender, uint32_t seq, uint64_t se
 	}
 	st.received++;
 	st.pair_count[k]++;
+	st.by_sender[sender]++;
+	/* A delivery may reopen the sender's flood window: poll it again. */
+	if (phase == PHASE_MEASURE && opt.rate == 0 && clients[sender].next_seq < opt.messages)
+		update_events(sender, true);
 	if (seq + 1 <= st.pair_next[k])
 		st.out_of_order++;
 	else
@@ -797,9 +839,9 @@ static void report(const char *error, bool deadline_hit)
 		}
 	}
 	printf("{\"port\":%d,\"clients\":%" PRIu32 ",\"messages\":%" PRIu32
-	    ",\"size\":%" PRIu32 ",\"mode\":\"%s\",\"rate\":%g",
+	    ",\"size\":%" PRIu32 ",\"mode\":\"%s\",\"rate\":%g,\"backlog\":%.0f",
 	    opt.port, opt.clients, opt.messages, opt.size,
-	    opt.rate > 0 ? "paced" : "flood", opt.rate);
+	    opt.rate > 0 ? "paced" : "flood", opt.rate, opt.rate > 0 ? 0 : opt.backlog);
 	printf(",\"ok\":%s", error ? "false" : "true");
 	if (error)
 		printf(",\"error\":\"%s\"", error);
@@ -858,7 +900,8 @@ static int open_clients(void)
 	clients = calloc(opt.clients, sizeof(*clients));
 	st.pair_count = calloc((size_t)opt.clients * opt.clients, sizeof(uint32_t));
 	st.pair_next = calloc((size_t)opt.clients * opt.clients, sizeof(uint32_t));
-	if (!clients || !st.pair_count || !st.pair_next)
+	st.by_sender = calloc(opt.clients, sizeof(uint64_t));
+	if (!clients || !st.pair_count || !st.pair_next || !st.by_sender)
 		return -1;
 	for (i = 0; i < opt.clients; i++) {
 		clients[i].fd = -1;
@@ -883,6 +926,7 @@ static void close_clients(void)
 	free(clients);
 	free(st.pair_count);
 	free(st.pair_next);
+	free(st.by_sender);
 }
 
 int main(int argc, char **argv)
@@ -943,8 +987,10 @@ int main(int argc, char **argv)
 		}
 		if (measuring && st.received >= expected)
 			break;
-		/* Lines still missing after a quiet spell are lost, not late. */
-		if (measuring && unsent_lines() == 0 && now > idle_base() + idle_ns)
+		/* Lines still missing after a quiet spell are lost, not late (a
+		 * flood window may wait for them forever, so do not wait for it). */
+		if (measuring && now > idle_base() + idle_ns
+		    && (opt.rate == 0 || unsent_lines() == 0))
 			break;
 		if (now >= deadline) {
 			deadline_hit = true;
