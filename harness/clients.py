@@ -144,6 +144,24 @@ class Receiver:
             raise CheckFailed(step, show_bytes(message), show_bytes(got.line), hint)
         return got
 
+    def expect_eventually(self, message: bytes, within: float = 2.0) -> Message:
+        """`message` arrives, possibly after others (which are passed over)."""
+        hit = []
+
+        def found() -> bool:
+            for i in range(self.cursor, len(self.messages)):
+                if self.messages[i].data == message:
+                    self.cursor = i + 1
+                    hit.append(self.messages[i])
+                    return True
+            return self.eof is not None
+        self._wait(found, within)
+        if not hit:
+            raise CheckFailed(f"{self.name} eventually receives {show_bytes(message)}",
+                              f"it arrives within {within:g}s",
+                              f"the connection ended ({self.eof})" if self.eof else "it never arrived")
+        return hit[0]
+
     def expect_nothing(self, duration: float = 0.3) -> None:
         """No message arrives for `duration` seconds (what is queued counts)."""
         self._wait(lambda: len(self.messages) > self.cursor, duration)
@@ -160,20 +178,18 @@ class Receiver:
                               f"closed within {within:g}s", "still open")
         return self.eof
 
-    def take(self, message: bytes, within: float = 2.0) -> bool:
-        """Wait for `message` among the unread ones and remove it, leaving
-        the others in order (for the harness's own probe messages)."""
-        hit = []
+    def wait_for_message(self, message: bytes, within: float) -> bool:
+        """Whether `message` is (or within `within` s becomes) unread."""
+        return self._wait(lambda: any(m.data == message for m in self.messages[self.cursor:]),
+                          max(within, 0))
 
-        def found() -> bool:
-            for i in range(self.cursor, len(self.messages)):
-                if self.messages[i].data == message:
-                    del self.messages[i]
-                    hit.append(True)
-                    return True
-            return self.eof is not None
-        self._wait(found, within)
-        return bool(hit)
+    def drop_messages(self, predicate) -> None:
+        """Remove unread messages for which predicate(data) holds (the
+        harness's own probes), keeping the others in order."""
+        with self._cond:
+            keep = [m for m in self.messages[self.cursor:] if not predicate(m.data)]
+            del self.messages[self.cursor:]
+            self.messages.extend(keep)
 
     def wire_message(self, message: bytes) -> bytes:
         """What goes on the wire when this participant sends `message`."""
@@ -254,8 +270,11 @@ class RawClient(Receiver):
 
     # -- reading (hub thread) -------------------------------------------
     def _readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return  # closed by the scenario while the hub was selecting
         try:
-            data = self.sock.recv(READ_CHUNK)
+            data = sock.recv(READ_CHUNK)
         except BlockingIOError:
             return
         except ConnectionRefusedError:
@@ -267,6 +286,8 @@ class RawClient(Receiver):
             self.hub.remove(self)
             self.end("reset")
             return
+        except OSError:
+            return  # EBADF: closed by the scenario between select and recv
         if not data and self.transport != "udp":
             self.transcript.add(self.name, "close", detail="closed by the server")
             self.hub.remove(self)

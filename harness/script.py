@@ -57,11 +57,12 @@ STEPS = {
     "server alive": "server_alive",
     "server clean": "server_clean",
     "server threads [at most|at least] N": "server_threads",
-    "client NAME... connect [unconfirmed]": "client_connect",
+    "client NAME... connect [unconfirmed|silently]": "client_connect",
     "program NAME start [pty]": "program_start",
     "NAME send MSG": "send",
     "NAME send raw MSG... [gap DUR]": "send_raw",
     "NAME expect MSG [within DUR]": "expect",
+    "NAME expect eventually MSG [within DUR]": "expect_eventually",
     "NAME expect nothing [DUR]": "expect_nothing",
     "NAME closed [within DUR]": "closed",
     "NAME close": "close",
@@ -235,8 +236,9 @@ def parse_step(tokens: list[Token], path, lineno: int, source: str) -> Step:
         if len(words) >= 3 and "connect" in words:
             i = words.index("connect")
             names, rest = words[1:i], words[i + 1:]
-            if names and rest in ([], ["unconfirmed"]):
-                return step("client_connect", names=names, args={"confirm": not rest})
+            if names and rest in ([], ["unconfirmed"], ["silently"]):
+                return step("client_connect", names=names,
+                            args={"confirm": not rest, "silent": rest == ["silently"]})
         raise bad("expected: client NAME... connect")
     if words[0] == "program":
         if len(words) in (3, 4) and words[2] == "start" and words[3:] in ([], ["pty"]):
@@ -269,13 +271,16 @@ def parse_step(tokens: list[Token], path, lineno: int, source: str) -> Step:
             elif len(rest) != 1:
                 raise bad("expected: NAME expect nothing [DUR]")
             return step("expect_nothing", names=[name], args={"duration": dur})
+        action = "expect"
+        if rest and not rest[0].quoted and rest[0].text == "eventually":
+            action, rest = "expect_eventually", rest[1:]
         msg, rest = _message(rest, path, lineno)
         within = 2.0
         if len(rest) == 2 and rest[0].text == "within":
             within, rest = duration(rest[1].text), []
         if rest:
-            raise bad("expected: NAME expect MSG [within DUR]")
-        return step("expect", names=[name], args={"message": msg, "within": within})
+            raise bad("expected: NAME expect [eventually] MSG [within DUR]")
+        return step(action, names=[name], args={"message": msg, "within": within})
     plain = {("closed",): "closed", ("close",): "close", ("reset",): "reset",
              ("stop", "reading"): "stop_reading", ("end", "input"): "end_input"}
     key = tuple(words[1:])
@@ -415,7 +420,8 @@ class Runner:
             raise CheckFailed("the server's thread count", f"{how} {n}", f"{got} threads")
 
     def client_connect(self, step, env):
-        self.s.connect(*self._names(step, env), confirm=step.args["confirm"])
+        self.s.connect(*self._names(step, env), confirm=step.args["confirm"],
+                       silent=step.args["silent"])
 
     def program_start(self, step, env):
         self.s.spawn_client(self._names(step, env)[0], pty=step.args["pty"])
@@ -435,6 +441,10 @@ class Runner:
                         if isinstance(c, ProgramClient)]
         self._client(step, env).expect(msg, within=self.s.within(step.args["within"]),
                                        alternatives=alternatives)
+
+    def expect_eventually(self, step, env):
+        msg = self._msg(step.args["message"], env)
+        self._client(step, env).expect_eventually(msg, within=self.s.within(step.args["within"]))
 
     def expect_nothing(self, step, env):
         self._client(step, env).expect_nothing(step.args["duration"])

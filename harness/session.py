@@ -9,6 +9,7 @@ process and socket it makes: `close()` leaves nothing running.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import tempfile
@@ -24,6 +25,7 @@ from .transcript import Transcript
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_BIN = ROOT / "build" / "impl"
+PROBE = re.compile(rb".*probe-\d+")   # the harness's membership probes (maybe prefixed)
 PORT_IN_NAMESPACE = 7000     # any port is free in a private namespace
 HOST = "127.0.0.1"
 
@@ -140,7 +142,7 @@ class ChatSession:
                               "stderr: " + (self.server.stderr.text()[-800:] if self.server else ""))
 
     # -- clients -------------------------------------------------------------
-    def _new_raw(self, name: str) -> RawClient:
+    def _new_raw(self, name: str, silent: bool = False) -> RawClient:
         if name in self.clients:
             raise SetupError(f"client {name} connects", "a new name", f"{name} already exists")
         c = RawClient(name, self.protocol, self.transcript, self.hub, self.contract.transport)
@@ -150,6 +152,8 @@ class ChatSession:
             raise CheckFailed(f"client {name} connects", f"the server accepts on port {self.port}",
                               f"connect failed: {e.strerror or e}") from None
         self.clients[name] = c
+        if silent:
+            return c
         for line in self.protocol.handshake:
             c.send(line.format(name=name).encode())
         if self.contract.transport == "udp":
@@ -159,10 +163,11 @@ class ChatSession:
             self.transcript.add(name, "send", join.encode(), detail="(join)")
         return c
 
-    def connect(self, *names: str, confirm: bool = True) -> list[RawClient]:
-        """Raw clients join; membership is confirmed by a round trip."""
-        new = [self._new_raw(n) for n in names]
-        if confirm:
+    def connect(self, *names: str, confirm: bool = True, silent: bool = False) -> list[RawClient]:
+        """Raw clients join; membership is confirmed by a round trip.
+        `silent`: connect only (UDP: send nothing, so not yet a member)."""
+        new = [self._new_raw(n, silent) for n in names]
+        if confirm and not silent:
             self.confirm_members(new)
         return new
 
@@ -200,17 +205,35 @@ class ChatSession:
             self.probe(second, [m for m in members if m is not second])
 
     def probe(self, sender: Receiver, receivers: list[Receiver], within: float = 5.0) -> None:
-        self._probe += 1
-        text = f"probe-{self._probe}".encode()
-        sender.send(text)
-        wire = sender.wire_message(text)
-        for r in receivers:
-            if not r.take(wire, within=self.within(within)):
-                got = r.unread()
+        """Send probe messages from `sender` until the latest one reaches
+        every receiver, then remove every probe from their streams.
+
+        One probe is not enough: a TCP connect completes in the kernel's
+        backlog before the server accepts it, so a first probe may be
+        relayed before a new client is on the list. Messages from one
+        sender arrive in order, so once the latest probe has arrived
+        everywhere, no earlier one is still on its way.
+        """
+        deadline = time.monotonic() + self.within(within)
+        wait = 0.05
+        while True:
+            self._probe += 1
+            wire = sender.wire_message(f"probe-{self._probe}".encode())
+            sender.send(f"probe-{self._probe}".encode())
+            step_deadline = min(deadline, time.monotonic() + self.within(wait))
+            missing = [r for r in receivers
+                       if not r.wait_for_message(wire, step_deadline - time.monotonic())]
+            if not missing:
+                break
+            if time.monotonic() >= deadline:
+                r = missing[0]
                 raise CheckFailed(f"membership of {r.name}: a message from {sender.name} reaches it",
                                   f"{wire!r} within {self.within(within):g}s",
                                   f"the connection ended ({r.eof})" if r.eof else
-                                  f"not received; unread: {[m.line for m in got][:5]}")
+                                  f"not received; unread: {[m.line for m in r.unread()][:5]}")
+            wait = min(wait * 2, 1.0)
+        for r in receivers:
+            r.drop_messages(lambda data: PROBE.fullmatch(data) is not None)
 
     def __getitem__(self, name: str) -> Receiver:
         try:
