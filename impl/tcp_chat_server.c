@@ -2,9 +2,10 @@
  * tcp_chat_server PORT
  *
  * Threaded TCP chat: one thread per client, one mutex around the shared
- * client list.  Each complete line a client sends is relayed, with '\n', to
- * every other member while the lock is held, so relayed lines never
- * interleave.  "quit" removes the sender; end of stream or a reset does the
+ * client list.  The complete lines of one read are relayed, each with its
+ * '\n', to every other member in one write per member while the lock is
+ * held, so relayed lines never interleave (and a burst of lines costs one
+ * lock and one write per receiver, not one per line).  "quit" removes the sender; end of stream or a reset does the
  * same silently.
  *
  * Slow readers: every client socket has a 2 s send timeout.  A relay that
@@ -35,7 +36,9 @@
 
 #define USAGE "tcp_chat_server PORT"
 #define SEND_TIMEOUT_SEC 2	/* the contract allows at most 5 s */
-#define RECV_CHUNK 4096
+#define RECV_CHUNK (64 * 1024)
+/* Relayed bytes one read can complete: its own plus one kept partial line. */
+#define BATCH_MAX (RECV_CHUNK + LINEIO_MAX + 1)
 
 struct client {
 	struct client *prev, *next;	/* in clients, under clients_lock */
@@ -82,35 +85,53 @@ static void client_drop(struct client *c)
 }
 
 /*
- * Relays one message to every member but the sender, under the lock so
- * that no two relays interleave.  Receivers whose send fails or times out
- * are dropped.
+ * Relays a batch of whole lines ("\n"-terminated) to every member but the
+ * sender, under the lock so that no two relays interleave.  Receivers whose
+ * send fails or times out are dropped.
  */
-static void broadcast(struct client *sender, const char *msg, size_t len)
+static void broadcast(struct client *sender, const char *lines, size_t len)
 {
 	pthread_mutex_lock(&clients_lock);
 	for (struct client *c = clients; c != NULL; c = c->next) {
 		if (c == sender || !c->member)
 			continue;
-		if (write_line(c->fd, msg, len) < 0) {
+		/*
+		 * One send, not a write_full() loop: a blocking send returns
+		 * short only when SO_SNDTIMEO expired (this thread blocks the
+		 * signals), and looping would restart the timeout for every
+		 * trickle a slow reader lets through.
+		 */
+		ssize_t n = xwrite(c->fd, lines, len);
+
+		if (n < 0 || (size_t)n < len) {
 			write_linef(STDERR_FILENO, "client %lu dropped: %s",
-				    c->id, errno == EAGAIN ? "not reading" :
-				    strerror(errno));
+				    c->id, n >= 0 || errno == EAGAIN ?
+				    "not reading" : strerror(errno));
 			client_drop(c);
 		}
 	}
 	pthread_mutex_unlock(&clients_lock);
 }
 
-/* linebuf callback: relays a line; returns 1 on "quit" to stop framing. */
+/* A client thread's buffers: one read, and the lines it completed. */
+struct batch {
+	char   in[RECV_CHUNK];
+	char   data[BATCH_MAX];	/* the lines, gathered for one broadcast */
+	size_t len;
+};
+
+/* linebuf callback: queues a line; returns 1 on "quit" to stop framing. */
 static int on_line(void *ctx, const char *line, size_t len)
 {
-	struct client *c = ctx;
+	struct batch *b = ctx;
 
 	if (lineio_is_quit(line, len))
 		return 1;
-	if (len > 0)
-		broadcast(c, line, len);
+	if (len > 0) {
+		memcpy(b->data + b->len, line, len);
+		b->data[b->len + len] = '\n';
+		b->len += len + 1;
+	}
 	return 0;
 }
 
@@ -119,19 +140,29 @@ static void *client_main(void *arg)
 {
 	struct client *c = arg;
 	struct linebuf lb;
-	char buf[RECV_CHUNK];
+	struct batch *batch;
 	bool quit = false;
 
+	/* On the heap: thread stacks are not the place for 132 KiB. */
+	batch = malloc(sizeof *batch);
+	if (batch == NULL)
+		write_linef(STDERR_FILENO, "client %lu: out of memory", c->id);
 	linebuf_init(&lb);
-	while (!quit) {
-		ssize_t n = xread(c->fd, buf, sizeof buf);
+	while (!quit && batch != NULL) {
+		ssize_t n = xread(c->fd, batch->in, sizeof batch->in);
 
 		/* End of stream, a reset or our own shutdown: all the same. */
 		if (n <= 0)
 			break;
+		batch->len = 0;
 		/* After "quit" the rest of this read is discarded. */
-		quit = linebuf_feed(&lb, buf, (size_t)n, on_line, c) != 0;
+		quit = linebuf_feed(&lb, batch->in, (size_t)n, on_line,
+				    batch) != 0;
+		/* Lines before a quit in the same read are still relayed. */
+		if (batch->len > 0)
+			broadcast(c, batch->data, batch->len);
 	}
+	free(batch);
 	/* A partial line left in lb is discarded with it. */
 
 	pthread_mutex_lock(&clients_lock);
