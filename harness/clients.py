@@ -61,6 +61,7 @@ class Receiver:
     cursor: int = 0
     eof: str | None = None            # None while open; "eof", "reset", "exit 0"...
     sent: Counter = field(default_factory=Counter)
+    departed: bool = False            # sent the quit word (and not spoken since)
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _partial: bytes = b""
     bytes_received: int = 0
@@ -162,6 +163,11 @@ class Receiver:
                               f"the connection ended ({self.eof})" if self.eof else "it never arrived")
         return hit[0]
 
+    def wait_count(self, n: int, within: float) -> bool:
+        """Wait until at least n messages have arrived (read or not)."""
+        return self._wait(lambda: len(self.messages) >= n or self.eof is not None, within) \
+            and len(self.messages) >= n
+
     def expect_nothing(self, duration: float = 0.3) -> None:
         """No message arrives for `duration` seconds (what is queued counts)."""
         self._wait(lambda: len(self.messages) > self.cursor, duration)
@@ -258,6 +264,9 @@ class RawClient(Receiver):
     def connect(self, host: str, port: int, timeout: float = 5.0) -> None:
         if self.transport == "udp":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            # Room for bursts: a datagram the harness had no room for would
+            # look like the server's loss.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             self.sock.bind(("127.0.0.1", 0))
             self.sock.connect((host, port))
         else:
@@ -322,6 +331,9 @@ class RawClient(Receiver):
     def send(self, message: bytes) -> None:
         """Send one message, framed by the contract."""
         self.sent[message] += 1
+        # A member that says the quit word is gone; one that speaks again
+        # is back (UDP: a new member).
+        self.departed = bool(self.protocol.quit) and message == self.protocol.quit.encode()
         data = self.protocol.frame(message)
         self.transcript.add(self.name, "send", data)
         self._send_all(data)

@@ -93,7 +93,7 @@ class ChatSession:
         return seconds * self.scale
 
     # -- server ------------------------------------------------------------
-    def start_server(self, ready_within: float = 5.0) -> Process:
+    def start_server(self, ready_within: float = 5.0, limits: Limits | None = None) -> Process:
         spec = self.contract.server
         exe = self.programs.path(spec)
         if not exe.exists():
@@ -111,7 +111,7 @@ class ChatSession:
             self.xml_path = self.workdir / f"server.{self.tool}.xml"
             self.log_path = self.workdir / f"server.{self.tool}.log"
             argv = valgrind.valgrind_argv(self.tool, argv, self.xml_path, self.log_path)
-        self.server = self.supervisor.spawn("server", argv, cwd=self.workdir)
+        self.server = self.supervisor.spawn("server", argv, cwd=self.workdir, limits=limits)
         deadline = time.monotonic() + self.within(ready_within)
         while not _listening(self.server.pid, port, self.contract.transport):
             if not self.server.alive():
@@ -188,7 +188,7 @@ class ChatSession:
         return c
 
     def members(self) -> list[Receiver]:
-        return [c for c in self.clients.values() if c.eof is None]
+        return [c for c in self.clients.values() if c.eof is None and not c.departed]
 
     def confirm_members(self, new: list[Receiver]) -> None:
         """Prove the new clients are members: a probe message from another

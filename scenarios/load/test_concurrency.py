@@ -1,0 +1,104 @@
+"""Whole lines and order when many members talk at once.
+
+The rule these check is the one a missing lock breaks: the bytes of two
+relayed messages never interleave at a receiver, however many clients send
+at once and however their lines were cut into segments on the way in.
+"""
+
+import random
+import threading
+
+import pytest
+
+from harness.clients import CheckFailed
+from harness.observe import check_lines, tagged
+
+
+def _judge(chat, clients, sent, step):
+    """Wait for every receiver to get every other sender's messages, then
+    judge each stream; fail with the first receivers' problems."""
+    for c in clients:
+        want = sum(len(m) for s, m in sent.items() if s != c.name)
+        c.wait_count(want, chat.within(15))
+    reports = [check_lines(c.name, [m.data for m in c.messages], sent) for c in clients]
+    bad = [r for r in reports if not r.ok]
+    if bad:
+        raise CheckFailed(step, "every line whole, once, in each sender's order",
+                          "\n            ".join(r.describe() for r in bad[:4]),
+                          "relay each complete line under the lock; never relay a recv() chunk as it comes")
+
+
+def _send_cut(client, data: bytes, rng: random.Random):
+    """Send `data` in random pieces, so lines cross segment boundaries."""
+    pos = 0
+    while pos < len(data):
+        n = rng.randint(1, 300)
+        client.send_raw(data[pos:pos + n])
+        pos += n
+
+
+@pytest.mark.rule("whole-lines", "order")
+@pytest.mark.requires("tcp", "line-framing")
+def test_twenty_senders_at_once_lines_stay_whole(chat):
+    chat.start_server()
+    names = [f"s{i}" for i in range(20)]
+    clients = chat.connect(*names)
+    sent = {n: [tagged(n, i, 30 + (i * 37) % 300) for i in range(40)] for n in names}
+
+    def talk(c):
+        _send_cut(c, b"".join(chat.protocol.frame(m) for m in sent[c.name]), random.Random(c.name))
+
+    threads = [threading.Thread(target=talk, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    _judge(chat, clients, sent, "20 clients each send 40 lines at once, cut into random segments")
+
+
+@pytest.mark.rule("whole-lines", "order")
+@pytest.mark.requires("udp")
+def test_ten_senders_at_once_datagrams_stay_whole(chat):
+    chat.start_server()
+    names = [f"s{i}" for i in range(10)]
+    clients = chat.connect(*names)
+    sent = {n: [tagged(n, i, 30 + (i * 37) % 300) for i in range(20)] for n in names}
+
+    def talk(c):
+        for m in sent[c.name]:
+            c.send(m)
+
+    threads = [threading.Thread(target=talk, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    _judge(chat, clients, sent, "10 clients each send 20 datagrams at once")
+
+
+@pytest.mark.rule("whole-lines")
+@pytest.mark.requires("tcp", "line-framing")
+def test_slow_typist_while_others_talk(chat):
+    chat.start_server()
+    typist, b, c, d = chat.connect("typist", "b", "c", "d")
+    line = tagged("typist", 0, 80)
+    sent = {"typist": [line], "b": [tagged("b", i) for i in range(30)],
+            "c": [tagged("c", i) for i in range(30)], "d": []}
+    typist.send_raw(line[:10])
+    for i in range(30):
+        b.send(sent["b"][i])
+        c.send(sent["c"][i])
+        if i % 10 == 9:
+            typist.send_raw(line[10 + (i // 10) * 20: 10 + (i // 10 + 1) * 20])
+    typist.send_raw(line[70:] + b"\n")
+    _judge(chat, [typist, b, c, d], sent, "a line typed in 5 pieces while two others send 30 lines each")
+
+
+@pytest.mark.rule("whole-lines", "order")
+@pytest.mark.requires("tcp", "line-framing")
+def test_many_lines_in_one_write(chat):
+    chat.start_server()
+    clients = chat.connect("burst", "r1", "r2", "r3")
+    sent = {"burst": [tagged("burst", i, 50) for i in range(500)], "r1": [], "r2": [], "r3": []}
+    clients[0].send_raw(b"".join(chat.protocol.frame(m) for m in sent["burst"]))
+    _judge(chat, clients[1:], sent, "500 lines sent in one write")
