@@ -118,6 +118,7 @@ class Contract:
     capacity: int = 100
     refuses_beyond_limit: bool = False
     counter: CounterSpec | None = None
+    rules: dict[str, str] = field(default_factory=dict)   # rule id -> the handout's sentence
 
     @property
     def programs(self) -> list[ProgramSpec]:
@@ -225,6 +226,7 @@ def load(path: str | Path) -> Contract:
         protocol=protocol, counter=counter,
         capacity=_get(cap, "clients", int, 100, f"{where}.capacity"),
         refuses_beyond_limit=_get(cap, "refuses_beyond_limit", bool, False, f"{where}.capacity"),
+        rules={str(k): str(v) for k, v in data.get("rules", {}).items()},
     )
 
 

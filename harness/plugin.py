@@ -43,6 +43,8 @@ def pytest_addoption(parser):
     g.addoption("--contracts", default=None, help="folder of contract files")
     g.addoption("--no-valgrind", action="store_true", help="skip checks that run under valgrind")
     g.addoption("--results", default=None, help="write one JSON line per check to this file")
+    g.addoption("--list-checks", default=None,
+                help="write the collected checks (assignment, rules, skip reason) as JSON lines")
     g.addoption("--source", action="append", default=None,
                 help="the submission's source folder (valgrind errors are attributed to it)")
 
@@ -126,6 +128,19 @@ def programs(request) -> Programs:
 
 
 @pytest.fixture
+def counter(contract):
+    """Marks a scenario as one for the counter assignment (transport none)."""
+    return contract.counter
+
+
+@pytest.fixture
+def no_valgrind(request):
+    """Skips a scenario that needs valgrind when the run says --no-valgrind."""
+    if request.config.getoption("--no-valgrind"):
+        pytest.skip("--no-valgrind")
+
+
+@pytest.fixture
 def chat(request, contract):
     tool = None
     mark = request.node.get_closest_marker("tool")
@@ -191,6 +206,26 @@ class ScenarioItem(pytest.Item):
 
 # -- failure details and the results file -------------------------------------
 
+def _item_contract(item):
+    return getattr(item, "contract", None) or \
+        getattr(getattr(item, "callspec", None), "params", {}).get("contract")
+
+
+def pytest_collection_finish(session):
+    path = session.config.getoption("--list-checks")
+    if not path:
+        return
+    with open(path, "w") as f:
+        for item in session.items:
+            skip = item.get_closest_marker("skip")
+            f.write(json.dumps({
+                "nodeid": item.nodeid,
+                "assignment": getattr(_item_contract(item), "id", None),
+                "rules": [a for m in item.iter_markers("rule") for a in m.args],
+                "skip_reason": skip.kwargs.get("reason", "") if skip else "",
+            }) + "\n")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -219,7 +254,7 @@ def _record(item, report, call, session):
         else:
             failure = {"step": "", "expected": "", "actual": str(exc)[-2000:], "hint": ""}
     rules = [a for m in item.iter_markers("rule") for a in m.args]
-    contract = getattr(item, "contract", None) or getattr(getattr(item, "callspec", None), "params", {}).get("contract")
+    contract = _item_contract(item)
     entry = {
         "nodeid": item.nodeid,
         "name": getattr(getattr(item, "script", None), "title", None) or item.name,

@@ -348,6 +348,8 @@ class Supervisor:
             if limits is not None:
                 limits.apply()
 
+        if self.transcript:
+            self.transcript.add(name, "start", detail=" ".join(argv))
         try:
             popen = subprocess.Popen(argv, stdin=child_in, stdout=child_out, stderr=child_err,
                                      cwd=cwd, env=run_env, start_new_session=True,
@@ -366,8 +368,6 @@ class Supervisor:
                      (lambda d: tr.add(name, "stdout", d)) if tr else None)
         err = Stream("stderr", self.output_cap,
                      (lambda d: tr.add(name, "stderr", d)) if tr else None)
-        if tr:
-            tr.add(name, "start", detail=" ".join(argv))
         for fd, stream in ((out_r, out), (err_r, err)):
             threading.Thread(target=_pump, args=(fd, stream), daemon=True,
                              name=f"pump-{name}-{stream.name}").start()

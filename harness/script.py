@@ -36,8 +36,10 @@ REQUIREMENTS = {
     "udp": lambda c: c.transport == "udp",
     "quit": lambda c: bool(c.protocol.quit),
     "quit-closes": lambda c: bool(c.protocol.quit) and c.protocol.quit_closes,
-    "client": lambda c: c.client is not None,
-    "client-exits-on-server-close": lambda c: c.client is not None and c.client.exits_on_server_close,
+    # A client the submission writes (select_chat borrows the reference's).
+    "client": lambda c: c.client is not None and not c.client.from_reference,
+    "client-exits-on-server-close": lambda c: (c.client is not None and not c.client.from_reference
+                                               and c.client.exits_on_server_close),
     "echo-forbidden": lambda c: c.protocol.echo == "forbidden",
     "echo-required": lambda c: c.protocol.echo == "required",
     "strip-cr": lambda c: c.protocol.strip_cr,
@@ -57,7 +59,9 @@ STEPS = {
     "server alive": "server_alive",
     "server clean": "server_clean",
     "server threads [at most|at least] N": "server_threads",
-    "client NAME... connect [unconfirmed|silently]": "client_connect",
+    "client NAME... connect": "client_connect",
+    "client NAME... connect unconfirmed": "client_connect",
+    "client NAME... connect silently": "client_connect",
     "program NAME start [pty]": "program_start",
     "NAME send MSG": "send",
     "NAME send raw MSG... [gap DUR]": "send_raw",
@@ -70,7 +74,7 @@ STEPS = {
     "NAME stop reading": "stop_reading",
     "NAME end input": "end_input",
     "NAME exit STATUS [within DUR]": "exit",
-    "repeat N ... end": "repeat",
+    "repeat N": "repeat",
 }
 
 

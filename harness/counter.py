@@ -1,0 +1,102 @@
+"""Running and judging the shared-counter program.
+
+The contract says what a line looks like (a regex) and what runs to make;
+this module runs the program (natively or under valgrind) and says what is
+wrong with its output, line by line.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import valgrind
+from .contract import Contract
+from .procs import Supervisor
+from .session import Programs
+from .transcript import Transcript
+
+
+@dataclass
+class CounterRun:
+    threads: int
+    iters: int
+    returncode: int | None
+    timed_out: bool
+    stdout: bytes
+    stderr: str
+    report: valgrind.Report | None = None
+
+
+def run_counter(contract: Contract, programs: Programs, threads: int, iters: int,
+                tool: str | None = None, timeout: float = 20.0,
+                transcript: Transcript | None = None) -> CounterRun:
+    spec = contract.counter
+    exe = programs.path(spec)
+    argv = [str(exe), *spec.render(threads=threads, iters=iters)]
+    sup = Supervisor(transcript)
+    with tempfile.TemporaryDirectory(prefix="chatgrade-counter-") as tmp:
+        xml, log = Path(tmp) / "vg.xml", Path(tmp) / "vg.log"
+        if tool:
+            argv = valgrind.valgrind_argv(tool, argv, xml, log)
+            timeout *= valgrind.TIMEOUT_SCALE[tool]
+        proc = sup.run("counter", argv, timeout=timeout, cwd=tmp)
+        sup.stop_all()
+        report = valgrind.load_report(xml, log, tool) if tool else None
+    return CounterRun(threads, iters, proc.popen.returncode, proc.timed_out,
+                      proc.stdout.data(), proc.stderr.text(), report)
+
+
+def problems(contract: Contract, run: CounterRun) -> list[str]:
+    """Everything wrong with one run's output, in order of importance."""
+    spec = contract.counter
+    line_re = re.compile(spec.line.encode())
+    total_re = re.compile(spec.total.encode())
+    n = run.threads * run.iters
+    out: list[str] = []
+    if run.timed_out:
+        return [f"did not finish in time ({run.threads} threads x {run.iters})"]
+    if run.returncode != 0:
+        out.append(f"exit status {run.returncode}, expected 0")
+    lines = run.stdout.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    else:
+        out.append("the output does not end with a newline")
+    counts, per_thread, total = [], {}, None
+    for i, line in enumerate(lines, 1):
+        m = line_re.fullmatch(line)
+        if m:
+            if total is not None:
+                out.append(f"line {i}: a count after the total line")
+            counts.append(int(m.group("count")))
+            t = int(m.group("thread"))
+            per_thread[t] = per_thread.get(t, 0) + 1
+            continue
+        m = total_re.fullmatch(line)
+        if m and total is None:
+            total = int(m.group("total"))
+            continue
+        out.append(f"line {i} is not whole or not well-formed: {line[:80]!r}")
+        if len(out) > 8:
+            break
+    if counts != list(range(1, len(counts) + 1)):
+        first = next((i for i, c in enumerate(counts) if c != i + 1), None)
+        if first is not None:
+            out.append(f"counts out of sequence: line {first + 1} says {counts[first]}, "
+                       f"expected {first + 1} (the print must be inside the critical section)")
+    if len(counts) != n:
+        out.append(f"{len(counts)} count lines, expected {n}")
+    bad_threads = sorted(t for t in per_thread if not 0 <= t < run.threads)
+    if bad_threads:
+        out.append(f"thread numbers outside 0..{run.threads - 1}: {bad_threads[:5]}")
+    uneven = {t: c for t, c in per_thread.items() if c != run.iters}
+    if uneven and not bad_threads:
+        out.append(f"threads that did not print {run.iters} lines: {dict(list(uneven.items())[:5])}")
+    if total is None:
+        out.append("no total line")
+    elif total != n:
+        out.append(f"total {total}, expected {n}")
+    return out

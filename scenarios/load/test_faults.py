@@ -1,0 +1,30 @@
+"""Fault injection: clients that vanish abruptly, many times over."""
+
+import socket
+import struct
+
+import pytest
+
+from harness.clients import CheckFailed
+
+
+@pytest.mark.rule("departure-reset")
+@pytest.mark.requires("tcp")
+def test_500_clients_that_connect_and_reset(chat):
+    """500 connections that vanish with a RST (SO_LINGER 0), some after
+    sending half a line; the server keeps serving its members."""
+    chat.start_server()
+    a, b = chat.connect("a", "b")
+    linger = struct.pack("ii", 1, 0)
+    for i in range(500):
+        s = socket.create_connection(("127.0.0.1", chat.port), timeout=chat.within(5))
+        if i % 3 == 1:
+            s.sendall(b"half a line from a client about to vanish")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        s.close()
+    chat.expect_server_alive()
+    a.send(b"still here after 500 resets")
+    b.expect_eventually(b"still here after 500 resets", within=chat.within(5))
+    if any(m.data.startswith(b"half a line") for m in b.messages):
+        raise CheckFailed("clients reset after sending half a line", "the partial line discarded",
+                          "it was relayed")
