@@ -4,10 +4,15 @@
  * The tcp_chat protocol served by ONE thread with select() and
  * non-blocking sockets.  Each client has an input line buffer (a partial
  * line from one client never blocks the others) and a bounded output
- * buffer.  One loop turn reads what is ready, frames lines, appends every
- * relayed line to each receiver's output buffer, then gives each receiver
- * ONE write of everything pending (coalescing keeps the syscall count per
- * turn at one per receiver, however many lines were relayed).
+ * buffer.  One loop turn reads what is ready and frames lines into the
+ * turn's relay buffer, copying each line once, whatever the number of
+ * receivers.  Then each receiver gets ONE writev() of its pending output
+ * plus the relay minus its own lines (coalescing keeps the syscall count
+ * per turn at one per receiver, however many lines were relayed).  A
+ * client is read at most once per turn, so its own lines are one run of
+ * the relay and what the others sent is the part before and after it.
+ * Only what a socket does not take is copied into that client's output
+ * buffer.
  *
  * Slow readers (the Redis answer): a client whose output buffer would grow
  * past OUTBUF_MAX is dropped; the others never wait for it.
@@ -40,6 +45,11 @@
 #define OUTBUF_MAX (1024 * 1024)	/* per client; beyond it: dropped */
 #define OUTBUF_KEEP (64 * 1024)		/* larger idle buffers are freed */
 #define READ_CHUNK (64 * 1024)		/* one read per client per turn */
+/* What one read can add to the relay: its bytes and a kept partial line. */
+#define READ_RELAY_MAX (READ_CHUNK + LINEIO_MAX + 1)
+/* Lines relayed per turn; at most OUTBUF_MAX, so one turn never drops a
+ * receiver that had nothing pending. */
+#define RELAY_MAX OUTBUF_MAX
 #define ACCEPTS_PER_TURN 256		/* connecting clients wait a turn */
 
 /* Pending output: the bytes data[off .. off+len). */
@@ -54,6 +64,8 @@ struct client {
 	int fd;
 	unsigned long id;
 	bool dead;		/* closed at the end of this turn */
+	size_t run_start;	/* its own lines in the relay: [start, end) */
+	size_t run_end;
 	struct linebuf in;
 	struct outbuf out;
 };
@@ -66,16 +78,19 @@ struct server {
 	fd_set read_set;	/* listening socket, self-pipe, every client */
 	struct client *by_fd[FD_SETSIZE];
 	char *read_buf;
+	char *relay;		/* this turn's lines, each with its '\n' */
+	size_t relay_len;
+	int read_from;		/* fd the next turn starts reading at */
 	unsigned long next_id;
 };
 
 /*
- * Appends len bytes and a '\n' to ob.  Returns 0, or -1 when that would
- * exceed OUTBUF_MAX (or memory runs out); ob is then unchanged.
+ * Appends len bytes to ob.  Returns 0, or -1 when that would exceed
+ * OUTBUF_MAX (or memory runs out); ob is then unchanged.
  */
-static int outbuf_append_line(struct outbuf *ob, const char *msg, size_t len)
+static int outbuf_append(struct outbuf *ob, const char *data, size_t len)
 {
-	size_t need = ob->len + len + 1;
+	size_t need = ob->len + len;
 
 	if (need > OUTBUF_MAX)
 		return -1;
@@ -102,9 +117,8 @@ static int outbuf_append_line(struct outbuf *ob, const char *msg, size_t len)
 		}
 		ob->off = 0;
 	}
-	memcpy(ob->data + ob->off + ob->len, msg, len);
-	ob->data[ob->off + ob->len + len] = '\n';
-	ob->len += len + 1;
+	memcpy(ob->data + ob->off + ob->len, data, len);
+	ob->len += len;
 	return 0;
 }
 
@@ -145,20 +159,6 @@ static void client_close(struct server *s, struct client *c)
 	free(c);
 }
 
-/* Queues a message for every live client but the sender. */
-static void broadcast(struct server *s, const struct client *sender,
-		      const char *msg, size_t len)
-{
-	for (int fd = 0; fd <= s->max_fd; fd++) {
-		struct client *c = s->by_fd[fd];
-
-		if (c == NULL || c == sender || c->dead)
-			continue;
-		if (outbuf_append_line(&c->out, msg, len) < 0)
-			client_kill(c, "dropped: output buffer full (not reading)");
-	}
-}
-
 struct line_ctx {
 	struct server *server;
 	struct client *client;
@@ -174,12 +174,21 @@ static int on_line(void *arg, const char *line, size_t len)
 		client_kill(ctx->client, "quit");
 		return 1;
 	}
-	if (len > 0)
-		broadcast(ctx->server, ctx->client, line, len);
+	if (len > 0) {
+		/* client_read() made sure of the room. */
+		struct server *s = ctx->server;
+
+		memcpy(s->relay + s->relay_len, line, len);
+		s->relay[s->relay_len + len] = '\n';
+		s->relay_len += len + 1;
+	}
 	return 0;
 }
 
-/* Reads once from a readable client and relays the lines it completed. */
+/*
+ * Reads once from a readable client and adds the lines it completed to the
+ * relay, as the client's run.  The relay must have READ_RELAY_MAX bytes free.
+ */
 static void client_read(struct server *s, struct client *c)
 {
 	struct line_ctx ctx = { s, c };
@@ -192,18 +201,76 @@ static void client_read(struct server *s, struct client *c)
 		client_kill(c, "disconnected");
 		return;
 	}
+	c->run_start = s->relay_len;
 	linebuf_feed(&c->in, s->read_buf, (size_t)n, on_line, &ctx);
+	c->run_end = s->relay_len;
 }
 
-/* Sends as much of c's pending output as the socket takes, in one write. */
-static void client_flush(struct client *c)
+/*
+ * Reads every ready client once, starting where the last full relay
+ * stopped, so no client waits behind the same busy ones turn after turn.
+ */
+static void read_clients(struct server *s, const fd_set *ready)
 {
-	ssize_t n = xwrite(c->fd, c->out.data + c->out.off, c->out.len);
+	int nfds = s->max_fd + 1;
 
-	if (n >= 0)
-		outbuf_consume(&c->out, (size_t)n);
-	else if (errno != EAGAIN && errno != EWOULDBLOCK)
+	for (int i = 0; i < nfds; i++) {
+		int fd = (s->read_from + i) % nfds;
+		struct client *c = s->by_fd[fd];
+
+		if (c == NULL || c->dead || !FD_ISSET(fd, ready))
+			continue;
+		/* Full: the rest stay ready and are read first next turn. */
+		if (RELAY_MAX - s->relay_len < READ_RELAY_MAX) {
+			s->read_from = fd;
+			return;
+		}
+		client_read(s, c);
+	}
+}
+
+/*
+ * Sends c its pending output and this turn's relay minus its own run, in
+ * one writev(), and keeps in its output buffer what the socket did not take.
+ */
+static void client_flush(struct server *s, struct client *c)
+{
+	struct iovec iov[3];
+	int iovcnt = 0;
+	size_t pending = c->out.len;
+	size_t sent;
+	ssize_t n;
+
+	if (pending > 0)
+		iov[iovcnt++] = (struct iovec){ c->out.data + c->out.off, pending };
+	if (c->run_start > 0)
+		iov[iovcnt++] = (struct iovec){ s->relay, c->run_start };
+	if (s->relay_len > c->run_end)
+		iov[iovcnt++] = (struct iovec){ s->relay + c->run_end,
+						s->relay_len - c->run_end };
+	if (iovcnt == 0)
+		return;
+	n = xwritev(c->fd, iov, iovcnt);
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
 		client_kill(c, "disconnected");
+		return;
+	}
+	sent = n > 0 ? (size_t)n : 0;
+	/* The pending bytes went first; then keep the unsent relay parts. */
+	outbuf_consume(&c->out, sent < pending ? sent : pending);
+	sent = sent < pending ? 0 : sent - pending;
+	for (int i = pending > 0 ? 1 : 0; i < iovcnt; i++) {
+		if (sent >= iov[i].iov_len) {
+			sent -= iov[i].iov_len;
+			continue;
+		}
+		if (outbuf_append(&c->out, (char *)iov[i].iov_base + sent,
+				  iov[i].iov_len - sent) < 0) {
+			client_kill(c, "dropped: output buffer full (not reading)");
+			return;
+		}
+		sent = 0;
+	}
 }
 
 /*
@@ -238,6 +305,9 @@ static void client_add(struct server *s, int fd)
 		goto out_close_fd;
 	}
 	if (net_set_nonblocking(fd) < 0)
+		goto out_close_fd;
+	/* Relayed lines are short: send them now, not after the next ACK. */
+	if (net_set_nodelay(fd) < 0)
 		goto out_close_fd;
 	c = calloc(1, sizeof *c);
 	if (c == NULL)
@@ -287,15 +357,24 @@ static void accept_clients(struct server *s)
 	}
 }
 
-/* One loop turn's end: writes pending output, then closes dead clients. */
-static void flush_and_reap(struct server *s)
+/* Gives every live client its pending output and this turn's relay. */
+static void flush_clients(struct server *s)
 {
 	for (int fd = 0; fd <= s->max_fd; fd++) {
 		struct client *c = s->by_fd[fd];
 
-		if (c != NULL && !c->dead && c->out.len > 0)
-			client_flush(c);
+		if (c == NULL)
+			continue;
+		if (!c->dead)
+			client_flush(s, c);
+		c->run_start = c->run_end = 0;
 	}
+	s->relay_len = 0;
+}
+
+/* One loop turn's end: closes dead clients. */
+static void reap_clients(struct server *s)
+{
 	for (int fd = 0; fd <= s->max_fd; fd++) {
 		struct client *c = s->by_fd[fd];
 
@@ -335,15 +414,12 @@ static int serve(struct server *s)
 		}
 		if (FD_ISSET(s->sig_fd, &rfds))
 			return 0;
-		for (int fd = 0; fd <= s->max_fd; fd++) {
-			struct client *c = s->by_fd[fd];
-
-			if (c != NULL && !c->dead && FD_ISSET(fd, &rfds))
-				client_read(s, c);
-		}
+		read_clients(s, &rfds);
+		flush_clients(s);
+		/* After the flush: a client accepted now joins at the next line. */
 		if (FD_ISSET(s->listen_fd, &rfds))
 			accept_clients(s);
-		flush_and_reap(s);
+		reap_clients(s);
 	}
 }
 
@@ -370,9 +446,10 @@ int main(int argc, char **argv)
 	FD_ZERO(&s.read_set);
 	s.next_id = 1;
 	s.read_buf = malloc(READ_CHUNK);
-	if (s.read_buf == NULL) {
+	s.relay = malloc(RELAY_MAX);
+	if (s.read_buf == NULL || s.relay == NULL) {
 		perror("select_chat_server: malloc");
-		return 1;
+		goto out_free_buf;
 	}
 	s.spare_fd = open("/dev/null", O_RDONLY);
 	if (s.spare_fd < 0) {
@@ -414,6 +491,7 @@ out_close_spare:
 	if (s.spare_fd >= 0)
 		close(s.spare_fd);
 out_free_buf:
+	free(s.relay);
 	free(s.read_buf);
 	return status;
 }

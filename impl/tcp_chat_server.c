@@ -216,6 +216,9 @@ static int client_start(int fd, unsigned long id)
 	/* Bounds how long a relay can wait for a receiver that does not read. */
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout) < 0)
 		goto out_close_fd;
+	/* Relayed lines are short: send them now, not after the next ACK. */
+	if (net_set_nodelay(fd) < 0)
+		goto out_close_fd;
 	c = calloc(1, sizeof *c);
 	if (c == NULL)
 		goto out_close_fd;

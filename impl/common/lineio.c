@@ -103,6 +103,16 @@ ssize_t xwrite(int fd, const void *buf, size_t len)
 	return n;
 }
 
+ssize_t xwritev(int fd, const struct iovec *iov, int iovcnt)
+{
+	ssize_t n;
+
+	do
+		n = writev(fd, iov, iovcnt);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
 int write_full(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 /*
  * Longest line kept, in bytes (without the '\n').  The contract wants 1000
@@ -71,6 +72,12 @@ ssize_t xread(int fd, void *buf, size_t len);
  * so a vanished peer gives EPIPE here.)
  */
 ssize_t xwrite(int fd, const void *buf, size_t len);
+
+/*
+ * writev(2) that retries EINTR; may be short.  Returns bytes written or -1
+ * with errno set.
+ */
+ssize_t xwritev(int fd, const struct iovec *iov, int iovcnt);
 
 /*
  * Writes all len bytes, looping over short writes.  Returns 0, or -1 with

@@ -52,6 +52,14 @@ int net_connect(int type, const struct sockaddr_in *addr);
 /* Makes fd non-blocking; returns 0 or -1 with errno set. */
 int net_set_nonblocking(int fd);
 
+/*
+ * Turns Nagle's algorithm off on a TCP socket (TCP_NODELAY), so a short
+ * relayed line leaves at once instead of waiting for the ACK of the
+ * previous one (which a receiver may delay by up to 40 ms).  Returns 0 or
+ * -1 with errno set.
+ */
+int net_set_nodelay(int fd);
+
 /* Formats addr as "a.b.c.d:port" into buf (at least NET_ADDRSTRLEN bytes). */
 #define NET_ADDRSTRLEN (INET_ADDRSTRLEN + 6)
 void net_addr_str(const struct sockaddr_in *addr, char *buf);
