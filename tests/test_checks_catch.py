@@ -1,0 +1,287 @@
+"""Every check fails on a program that breaks its rule.
+
+A check that passes a broken program is worse than no check: it grades the
+bug as correct. Each case below runs ONE scenario of the harness, in a
+pytest subprocess, against a submission folder whose programs are mutants
+(tests/mutants/): a configurable Python chat server and client for protocol
+bugs, a small C server compiled with one defect for the valgrind checks.
+The case passes when the targeted scenario FAILS, at the step that checks
+the broken rule. The control cases run the same mutant programs with no
+defect and require every applicable scenario to pass, so a mutant is caught
+for its defect, not for being otherwise wrong.
+
+A case the harness does not catch is a harness bug: it is marked
+xfail(strict=True) with the reason, so the gap stays visible and the day the
+check is fixed the xfail fails and asks to be removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MUTANTS = ROOT / "tests" / "mutants"
+SCENARIOS = ROOT / "scenarios"
+PYTHON = "/usr/bin/python3"   # the interpreter that imports pytest (see ARCHITECTURE.md)
+
+# Programs each assignment's submission provides (select_chat is graded
+# with the reference client, so a submission ships only the server).
+SERVER = {"tcp_chat": "tcp_chat_server", "udp_chat": "udp_chat_server",
+          "select_chat": "select_chat_server"}
+CLIENT = {"tcp_chat": "tcp_chat_client", "udp_chat": "udp_chat_client"}
+# The correct server mode per assignment.
+MODE = {"tcp_chat": "tcp", "udp_chat": "udp", "select_chat": "select"}
+
+
+@dataclass(frozen=True)
+class Case:
+    scenario: str              # path under scenarios/, without .scn
+    assignment: str
+    server: str = "none"       # Python MUTANT for the server, or "c:<DEFINE>" for the C server
+    client: str = "none"       # Python MUTANT for the client
+    mode: str | None = None    # server mode when not the assignment's own (tcp|select|udp)
+    step: str = ""             # the failure (step, expected, actual, hint) must contain this
+    gap: str = ""              # non-empty: the harness misses this mutant (xfail, strict)
+    racy: bool = False         # the gap is a race: caught some runs only (xfail, not strict)
+
+    @property
+    def valgrind(self) -> bool:
+        return self.server.startswith("c:")
+
+    @property
+    def id(self) -> str:
+        what = self.client if self.client != "none" else self.server.lower().replace("c:", "c-")
+        if self.mode:
+            what = f"{self.mode}-mode" if what == "none" else f"{self.mode}-mode-{what}"
+        return f"{self.scenario}[{self.assignment}]-{what}"
+
+
+T, U, S = "tcp_chat", "udp_chat", "select_chat"
+
+# Gaps found: checks that pass a mutant breaking their rule (harness bugs).
+FRAGMENTS_GAP = (
+    "script.py parses 'send raw \"hel\" \"lo wo\" \"rld\\n\" gap 50ms' as ONE chunk: "
+    "_message() concatenates consecutive quoted strings, so the loop in parse_step's "
+    "send-raw branch gets a single 'hello world\\n' and the line is never fragmented")
+BINARY_RACE = (
+    "binary_bytes checks 'server alive' right after sending, before the server has read "
+    "the bytes, and b's 'still served' may be relayed before the server reads a's binary "
+    "message: a server that crashes on a NUL byte passes in some runs")
+OVERLONG_RACE = (
+    "overlong_line checks 'server alive' right after the 1 MB send, before the server "
+    "has read it, and c's round trips do not wait for a's bytes to be consumed: a "
+    "server that crashes once a line passes 64 KiB passes in some runs")
+UDP_ALTERNATING_GAP = (
+    "for udp_chat no membership probe reaches a program client, and the scenario has p "
+    "type a line right before the one message it must print: a one-thread client that "
+    "reads stdin, sends, then reads one datagram passes prints_while_idle (and _pty)")
+CRASH_UNNOTICED = (
+    "a server that crashes (SIGSEGV) after the last step, here when the member that sent "
+    "binary bytes leaves at teardown, passes: nothing checks that the server was still "
+    "running when the harness stopped it")
+
+CASES = [
+    # -- relay, echo, framing ------------------------------------------------
+    Case("chat/relay", T, "echo-to-sender", step="its own message"),
+    Case("chat/relay", U, "echo-to-sender", step="its own message"),
+    Case("chat/relay", S, "echo-to-sender", step="its own message"),
+    Case("chat/fragments", T, "relay-chunks", step='b expect "hello world"', gap=FRAGMENTS_GAP),
+    Case("chat/fragments", S, "relay-chunks", step='b expect "hello world"', gap=FRAGMENTS_GAP),
+    Case("chat/coalesced", T, "first-line-per-read", step='b expect "two"'),
+    Case("chat/crlf", T, "no-strip-cr", step='b expect "hello"'),
+    Case("chat/empty_message", T, "relay-empty", step='b expect "after the empty one"'),
+    Case("chat/empty_message", U, "relay-empty", step='b expect "after the empty one"'),
+    Case("chat/order", T, "swap-pairs", step="expect"),
+    Case("chat/order", S, "swap-pairs", step="expect"),
+    Case("chat/long_message", T, "truncate-at-100", step="b expect"),
+    Case("chat/long_message", U, "truncate-at-100", step="b expect"),
+    # -- robustness ------------------------------------------------------------
+    Case("chat/binary_bytes", U, "crash-on-binary"),
+    Case("chat/binary_bytes", T, "crash-on-binary", step="still served", gap=BINARY_RACE, racy=True),
+    Case("chat/binary_bytes", S, "crash-on-binary", step="still served", gap=BINARY_RACE, racy=True),
+    Case("chat/binary_bytes", T, "crash-on-binary-at-departure", gap=CRASH_UNNOTICED),
+    Case("chat/overlong_line", T, "crash-on-long", gap=OVERLONG_RACE, racy=True),
+    Case("chat/overlong_line", S, "crash-on-long", gap=OVERLONG_RACE, racy=True),
+    # -- departures --------------------------------------------------------------
+    Case("chat/departure_eof", T, "announce-departure", step="b expect nothing"),
+    Case("chat/departure_eof", T, "exit-on-eof", step=""),
+    Case("chat/departure_reset", T, "crash-on-reset", step=""),
+    Case("chat/departure_reset", T, "announce-departure", step="a member left"),
+    Case("chat/partial_line_at_disconnect", T, "relay-partial-on-disconnect",
+         step='c expect "next"'),
+    Case("chat/partial_line_at_disconnect", S, "relay-partial-on-disconnect",
+         step='c expect "next"'),
+    # -- quit ----------------------------------------------------------------------
+    Case("chat/quit", T, "relay-quit", step="b expect nothing"),
+    Case("chat/quit", T, "no-close-on-quit", step="a closed"),
+    Case("chat/quit", S, "no-close-on-quit", step="a closed"),
+    Case("chat/quit_exact", T, "case-insensitive-quit", step='b expect "QUIT"'),
+    Case("chat/quit_exact", T, "stripped-quit", step='b expect " quit"'),
+    Case("chat/quit_exact", U, "case-insensitive-quit", step='b expect "QUIT"'),
+    Case("chat/quit_trailing_bytes", T, "relay-rest-after-quit", step="b expect nothing"),
+    # -- threads and I/O model -------------------------------------------------------
+    Case("chat/one_thread", S, mode="tcp", step="server threads 1"),
+    Case("chat/thread_per_client", T, mode="select", step="server threads at least 5"),
+    Case("chat/partial_line_no_block", S, "blocking-readline", step='c expect "meanwhile"'),
+    # -- UDP membership --------------------------------------------------------------
+    Case("udp/join", U, "relay-empty", step="a expect nothing"),
+    Case("udp/join", U, "udp-empty-no-join", step='b expect "welcome"'),
+    Case("udp/no_duplicates", U, "udp-duplicates", step="expect"),
+    Case("udp/quit", U, "relay-quit", step="b expect nothing"),
+    Case("udp/quit", U, "udp-no-remove-on-quit", step="a expect nothing"),
+    Case("udp/rejoin", U, "udp-no-rejoin", step='b expect "back again"'),
+    Case("udp/unknown_quit", U, "udp-unknown-quit-relayed", step="a expect nothing"),
+    # -- client programs ---------------------------------------------------------------
+    Case("client/prints_while_idle", T, client="alternating", step=""),
+    Case("client/prints_while_idle", T, client="no-flush", step=""),
+    Case("client/prints_while_idle_pty", T, client="alternating", step=""),
+    Case("client/prints_while_idle", U, client="alternating", gap=UDP_ALTERNATING_GAP),
+    Case("client/sends_lines", T, client="prompts-to-stdout", step='p expect "reply"'),
+    Case("client/sends_lines", U, client="prompts-to-stdout", step='p expect "reply"'),
+    Case("client/quit", T, client="exit-1-on-quit", step="p exit 0"),
+    Case("client/quit", U, client="exit-1-on-quit", step="p exit 0"),
+    Case("client/end_of_input", T, client="ignores-eof", step="p exit 0"),
+    Case("client/end_of_input", U, client="ignores-eof", step="p exit 0"),
+    Case("client/server_closes", T, client="no-exit-on-server-close", step="p exit 0"),
+    # -- valgrind: the C server ----------------------------------------------------------
+    Case("chat/memcheck_sigterm", T, "c:MUTANT_LEAK", step="server clean"),
+    Case("chat/memcheck_sigint", T, "c:MUTANT_LEAK", step="server clean"),
+    Case("chat/memcheck_sigterm", T, "c:MUTANT_FD_LEAK", step="server clean"),
+    Case("chat/memcheck_sigterm", T, "c:MUTANT_EXIT1", step="server exit 0"),
+    Case("chat/memcheck_sigint", T, "c:MUTANT_NO_SIGINT", step="server exit 0"),
+    Case("chat/helgrind", T, "c:MUTANT_RACE", step="server clean"),
+    Case("chat/drd", T, "c:MUTANT_RACE", step="server clean"),
+]
+
+# The controls: the mutant programs without a defect pass every scenario
+# they are graded by (Python server and client; the C server under valgrind).
+CONTROLS = [
+    ("python", T, ["chat", "client"]),
+    ("python", U, ["chat", "udp", "client"]),
+    ("python", S, ["chat"]),
+    ("c", T, ["chat/memcheck_sigterm.scn", "chat/memcheck_sigint.scn",
+              "chat/helgrind.scn", "chat/drd.scn"]),
+]
+
+
+# -- building submissions ---------------------------------------------------------
+
+def _script(path: Path, env: dict[str, str], argv: list[str]) -> None:
+    exports = "".join(f"{k}={v} " for k, v in env.items())
+    path.write_text("#!/bin/sh\n" + f'{exports}exec {" ".join(argv)} "$@"\n')
+    path.chmod(0o755)
+
+
+def _c_server(tmp: Path, define: str) -> Path:
+    """The C server compiled with `define` (or none), cached per run."""
+    out = tmp / f"c_chat_server{'-' + define if define else ''}"
+    if not out.exists():
+        cmd = ["gcc", "-std=gnu11", "-g", "-O0", "-Wall", "-pthread",
+               str(MUTANTS / "c_chat_server.c"), "-o", str(out)]
+        if define:
+            cmd.insert(1, f"-D{define}")
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return out
+
+
+def submission(tmp: Path, assignment: str, server: str = "none", client: str = "none",
+               mode: str | None = None) -> Path:
+    """A folder with the assignment's programs, as mutant wrappers."""
+    folder = tmp / "submission"
+    folder.mkdir()
+    server_path = folder / SERVER[assignment]
+    if server.startswith("c:") or server == "c":
+        define = server[2:] if server.startswith("c:") else ""
+        shutil.copy(_c_server(tmp, define), server_path)
+    else:
+        _script(server_path, {"MUTANT": server},
+                [PYTHON, str(MUTANTS / "chat_server.py"), mode or MODE[assignment]])
+    if assignment in CLIENT:
+        _script(folder / CLIENT[assignment], {"MUTANT": client},
+                [PYTHON, str(MUTANTS / "chat_client.py"), "udp" if assignment == U else "tcp"])
+    return folder
+
+
+def run_scenarios(folder: Path, assignment: str, targets: list[str], tmp: Path,
+                  extra: list[str] = ()) -> dict[str, dict]:
+    """Run the harness on `folder`; the results file's entries by scenario
+    file stem path (e.g. 'chat/relay')."""
+    results = tmp / "results.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    cmd = [PYTHON, "-m", "pytest", *targets, "--submission", str(folder),
+           "--assignment", assignment, "--results", str(results), "-q",
+           "-p", "no:cacheprovider", "-p", "no:randomly", *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if not results.exists():
+        raise AssertionError(f"the harness wrote no results (exit {proc.returncode}):\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    entries = {}
+    for line in results.read_text().splitlines():
+        e = json.loads(line)
+        key = str(Path(e["file"]).relative_to(SCENARIOS).with_suffix(""))
+        entries[key] = e
+    entries["__output__"] = proc.stdout[-4000:] + proc.stderr[-2000:]
+    return entries
+
+
+def _skip_valgrind(config, needs_valgrind: bool) -> None:
+    if needs_valgrind:
+        if config.getoption("--no-valgrind", default=False):
+            pytest.skip("--no-valgrind")
+        if shutil.which("valgrind") is None or shutil.which("gcc") is None:
+            pytest.skip("valgrind and gcc are needed")
+
+
+def _param(case: Case):
+    marks = []
+    if case.valgrind:
+        marks.append(pytest.mark.valgrind)
+    if case.gap:
+        marks.append(pytest.mark.xfail(strict=not case.racy, reason=f"harness gap: {case.gap}"))
+    return pytest.param(case, id=case.id, marks=marks)
+
+
+# -- the tests ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
+def test_check_catches_mutant(case: Case, tmp_path, request):
+    _skip_valgrind(request.config, case.valgrind)
+    folder = submission(tmp_path, case.assignment, case.server, case.client, case.mode)
+    results = run_scenarios(folder, case.assignment, [f"scenarios/{case.scenario}.scn"], tmp_path)
+    entry = results.get(case.scenario)
+    assert entry is not None, f"{case.scenario} did not run:\n{results['__output__']}"
+    assert entry["outcome"] == "failed", (
+        f"{case.scenario} [{case.assignment}] {entry['outcome']} on a mutant that breaks "
+        f"its rule ({entry.get('skip_reason') or 'no failure'}):\n{results['__output__']}")
+    failure = entry["failure"] or {}
+    assert case.step in "\n".join(str(v) for v in failure.values()), (
+        f"{case.scenario} failed, but not at the step that checks the rule "
+        f"(wanted {case.step!r}): {json.dumps(failure, indent=1)}")
+
+
+@pytest.mark.parametrize("kind,assignment,targets", [
+    pytest.param(k, a, t, id=f"{k}-{a}", marks=[pytest.mark.valgrind] if k == "c" else [])
+    for k, a, t in CONTROLS])
+def test_correct_mutant_passes(kind, assignment, targets, tmp_path, request):
+    """The mutant programs with no defect pass: each catch above is its defect's."""
+    _skip_valgrind(request.config, kind == "c")
+    folder = submission(tmp_path, assignment, "c" if kind == "c" else "none")
+    extra = [] if kind == "c" else ["--no-valgrind"]
+    results = run_scenarios(folder, assignment, [f"scenarios/{t}" for t in targets], tmp_path, extra)
+    output = results.pop("__output__")
+    failed = {k: (e["failure"] or {}) for k, e in results.items() if e["outcome"] == "failed"}
+    assert not failed, f"the correct mutant fails {sorted(failed)}: {json.dumps(failed, indent=1)}\n{output}"
+    ran = [k for k, e in results.items() if e["outcome"] == "passed"]
+    assert ran, f"no scenario ran:\n{output}"
+    if kind == "python":
+        # every scenario a case targets for this assignment is among those that passed
+        targeted = {c.scenario for c in CASES if c.assignment == assignment and not c.valgrind
+                    and not c.mode}
+        assert targeted <= set(ran), f"not passed by the control: {sorted(targeted - set(ran))}"
