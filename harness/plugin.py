@@ -53,6 +53,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "requires(*features): contract features a scenario needs")
     config.addinivalue_line("markers", "rule(*ids): contract rules a scenario checks")
     config.addinivalue_line("markers", "tool(name): the scenario runs the server under valgrind")
+    config.addinivalue_line("markers", "not_applicable: no selected contract applies (deselected)")
     config._chatgrade_lock = threading.Lock()
 
 
@@ -106,20 +107,24 @@ def _applies(contract, item_or_markers) -> tuple[bool, str]:
 
 
 def pytest_generate_tests(metafunc):
+    """Parametrize scenarios over the selected contracts they apply to. A
+    scenario that applies to none of them is not a check of this run: it is
+    deselected, not skipped."""
     if "contract" in metafunc.fixturenames:
         contracts = selected_contracts(metafunc.config)
         marks = list(metafunc.definition.iter_markers())
-        chat = "chat" in metafunc.fixturenames or any(m.name == "requires" for m in marks)
-        params = []
-        for c in contracts:
-            if chat and c.transport == "none":
-                continue
-            if not chat and c.transport != "none" and "counter" in metafunc.fixturenames:
-                continue
-            ok, why = _applies(c, marks)
-            params.append(pytest.param(c, id=c.id, marks=() if ok else pytest.mark.skip(reason=why)))
-        metafunc.parametrize("contract", params or [pytest.param(None, marks=pytest.mark.skip(
-            reason="no selected assignment applies"))])
+        counter = "counter" in metafunc.fixturenames
+        params = [pytest.param(c, id=c.id) for c in contracts
+                  if (c.transport == "none") == counter and _applies(c, marks)[0]]
+        metafunc.parametrize("contract", params or [pytest.param(None, id="none-applies",
+                                                                 marks=pytest.mark.not_applicable)])
+
+
+def pytest_collection_modifyitems(config, items):
+    gone = [i for i in items if i.get_closest_marker("not_applicable")]
+    if gone:
+        config.hook.pytest_deselected(items=gone)
+        items[:] = [i for i in items if not i.get_closest_marker("not_applicable")]
 
 
 @pytest.fixture
@@ -168,14 +173,11 @@ class ScenarioFile(pytest.File):
         except (ScriptError, ValueError) as e:
             raise self.CollectError(str(e)) from None
         for contract in selected_contracts(self.config):
-            ok, why = script.applies_to(contract)
-            if not ok and contract.transport == "none":
-                continue  # a chat scenario is not even listed for shared_counter
+            if not script.applies_to(contract)[0]:
+                continue  # not a check of this assignment: not listed at all
             item = ScenarioItem.from_parent(self, name=f"{self.path.stem}[{contract.id}]",
                                             script=script, contract=contract)
-            if not ok:
-                item.add_marker(pytest.mark.skip(reason=why))
-            elif script.tool and self.config.getoption("--no-valgrind"):
+            if script.tool and self.config.getoption("--no-valgrind"):
                 item.add_marker(pytest.mark.skip(reason="--no-valgrind"))
             if script.header.get("timeout"):
                 item.add_marker(pytest.mark.timeout(float(script.header["timeout"])))
