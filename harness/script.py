@@ -189,8 +189,9 @@ class Script:
         return True, ""
 
 
-def _message(tokens: list[Token], path, lineno) -> tuple[bytes, list[Token]]:
-    """Parse MSG: `quit`, or "str" [* N] ["str" [* N]]...; returns the rest."""
+def _message(tokens: list[Token], path, lineno, single: bool = False) -> tuple[bytes, list[Token]]:
+    """Parse MSG: `quit`, or "str" [* N] ["str" [* N]]...; returns the rest.
+    `single`: one "str" [* N] only (each is its own write in send raw)."""
     if tokens and not tokens[0].quoted and tokens[0].text == "quit":
         return b"\x00QUIT", tokens[1:]   # resolved against the contract at run time
     out = b""
@@ -205,6 +206,8 @@ def _message(tokens: list[Token], path, lineno) -> tuple[bytes, list[Token]]:
             tokens = tokens[2:]
         out += part
         seen = True
+        if single:
+            break
     if not seen:
         raise ScriptError(path, lineno, 'expected a message in double quotes, or quit')
     return out, tokens
@@ -256,7 +259,7 @@ def parse_step(tokens: list[Token], path, lineno: int, source: str) -> Step:
             rest = rest[1:]
             chunks, gap = [], 0.0
             while rest and rest[0].quoted:
-                msg, rest = _message(rest, path, lineno)
+                msg, rest = _message(rest, path, lineno, single=True)
                 chunks.append(msg)
             if len(rest) == 2 and rest[0].text == "gap":
                 gap, rest = duration(rest[1].text), []
