@@ -207,7 +207,7 @@ def table(results):
     ncat = {(r["scenario"], r["clients"]): r for r in results
             if r["server"] == "ncat" and r["ok"]}
     head = ("server", "scenario", "clients", "msgs", "deliv/s", "x ncat",
-            "p50 us", "p99 us", "broken", "lost", "ooo", "note")
+            "p50 us", "p99 us", "rd p99", "broken", "lost", "ooo", "note")
     rows = []
     for r in results:
         base = ncat.get((r["scenario"], r["clients"]))
@@ -230,6 +230,7 @@ def table(results):
         rows.append((r["server"], label, str(r["clients"]),
                      str(r["messages"]), fmt_rate(r["deliveries_per_s"]),
                      ratio, fmt_us(r["lat_p50_us"]), fmt_us(r["lat_p99_us"]),
+                     fmt_us(r.get("lat_read_p99_us", 0)),
                      str(r["broken"]), str(r["lost"]), str(r["out_of_order"]),
                      "; ".join(notes)))
     widths = [max(len(x[i]) for x in rows + [head]) for i in range(len(head))]
