@@ -2,11 +2,16 @@
  * tcp_chat_server PORT
  *
  * Threaded TCP chat: one thread per client, one mutex around the shared
- * client list.  The complete lines of one read are relayed, each with its
- * '\n', to every other member in one write per member while the lock is
- * held, so relayed lines never interleave (and a burst of lines costs one
- * lock and one write per receiver, not one per line).  "quit" removes the sender; end of stream or a reset does the
- * same silently.
+ * client list and the outbox.  A client's thread queues the complete lines
+ * of each read, each with its '\n', in the outbox; one relay thread sends
+ * everything queued to every member but the lines' senders, one writev()
+ * per member, while the lock is held, so relayed lines never interleave.
+ * While it sends, the other threads wait for the lock and then queue their
+ * lines together, so under load one round relays the lines of many senders
+ * for the same one write per receiver (with TCP_NODELAY every write is a
+ * segment, and per-segment cost is what a busy chat spends its time on).
+ * "quit" removes the sender; end of stream or a reset does the same
+ * silently.
  *
  * Slow readers: every client socket has a 2 s send timeout.  A relay that
  * times out or fails drops that receiver: it is unlinked from the members
@@ -14,8 +19,8 @@
  *
  * Shutdown: SIGINT/SIGTERM write to a self-pipe that the main thread polls
  * beside the listening socket.  Main then shuts every client socket down
- * (each thread's recv() returns 0), joins every thread, frees everything
- * and exits 0.  Only a client's own thread closes its fd, after it has left
+ * (each thread's recv() returns 0), joins every client thread, then the
+ * relay thread, frees everything and exits 0.  Only a client's own thread closes its fd, after it has left
  * the list, so no fd is written to after close or reused under a writer.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -32,6 +37,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define USAGE "tcp_chat_server PORT"
@@ -39,6 +45,8 @@
 #define RECV_CHUNK (64 * 1024)
 /* Relayed bytes one read can complete: its own plus one kept partial line. */
 #define BATCH_MAX (RECV_CHUNK + LINEIO_MAX + 1)
+#define OUTBOX_MAX (4 * BATCH_MAX)	/* bytes queued for one relay round */
+#define OUTBOX_RUNS 64			/* senders per round: iovecs per write */
 
 struct client {
 	struct client *prev, *next;	/* in clients, under clients_lock */
@@ -52,6 +60,26 @@ struct client {
 /* Every client whose thread has not been joined yet, members or not. */
 static struct client *clients;
 static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A sender's consecutive lines in the outbox: bytes [start, end). */
+struct run {
+	unsigned long sender;	/* client id: unlike a pointer, never reused */
+	size_t start, end;
+};
+
+/*
+ * Lines queued for the next relay round, under clients_lock.  Threads wait
+ * on has_room when it is full; the relay thread waits on has_lines.
+ */
+static struct {
+	char data[OUTBOX_MAX];
+	size_t len;
+	struct run runs[OUTBOX_RUNS];
+	int nruns;
+	bool stopping;		/* shutdown: the relay thread is to finish */
+} outbox;
+static pthread_cond_t outbox_has_room = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t outbox_has_lines = PTHREAD_COND_INITIALIZER;
 
 /* Links c at the head of the list.  Caller holds clients_lock. */
 static void clients_link(struct client *c)
@@ -85,32 +113,95 @@ static void client_drop(struct client *c)
 }
 
 /*
- * Relays a batch of whole lines ("\n"-terminated) to every member but the
- * sender, under the lock so that no two relays interleave.  Receivers whose
- * send fails or times out are dropped.
+ * Queues a batch of whole lines ("\n"-terminated, at most BATCH_MAX bytes)
+ * for relaying to every member but the sender, waiting while the outbox is
+ * full.  Lines queued are relayed even if the sender leaves meanwhile.
  */
-static void broadcast(struct client *sender, const char *lines, size_t len)
+static void broadcast(const struct client *sender, const char *lines, size_t len)
 {
-	pthread_mutex_lock(&clients_lock);
-	for (struct client *c = clients; c != NULL; c = c->next) {
-		if (c == sender || !c->member)
-			continue;
-		/*
-		 * One send, not a write_full() loop: a blocking send returns
-		 * short only when SO_SNDTIMEO expired (this thread blocks the
-		 * signals), and looping would restart the timeout for every
-		 * trickle a slow reader lets through.
-		 */
-		ssize_t n = xwrite(c->fd, lines, len);
+	struct run *last;
+	bool new_run;
 
-		if (n < 0 || (size_t)n < len) {
-			write_linef(STDERR_FILENO, "client %lu dropped: %s",
-				    c->id, n >= 0 || errno == EAGAIN ?
-				    "not reading" : strerror(errno));
-			client_drop(c);
-		}
+	pthread_mutex_lock(&clients_lock);
+	for (;;) {
+		last = outbox.nruns > 0 ? &outbox.runs[outbox.nruns - 1] : NULL;
+		new_run = last == NULL || last->sender != sender->id;
+		if (outbox.len + len <= OUTBOX_MAX &&
+		    !(new_run && outbox.nruns == OUTBOX_RUNS))
+			break;
+		pthread_cond_wait(&outbox_has_room, &clients_lock);
+	}
+	if (new_run) {
+		last = &outbox.runs[outbox.nruns++];
+		last->sender = sender->id;
+		last->start = outbox.len;
+	}
+	memcpy(outbox.data + outbox.len, lines, len);
+	outbox.len += len;
+	last->end = outbox.len;
+	pthread_cond_signal(&outbox_has_lines);
+	pthread_mutex_unlock(&clients_lock);
+}
+
+/*
+ * Sends the outbox to member c, without the lines c sent, in one writev().
+ * Drops c if the send fails or times out.  Caller holds clients_lock.
+ */
+static void relay_to(struct client *c)
+{
+	struct iovec iov[OUTBOX_RUNS];
+	int iovcnt = 0;
+	size_t len = 0;
+	ssize_t n;
+
+	for (int i = 0; i < outbox.nruns; i++) {
+		const struct run *r = &outbox.runs[i];
+
+		if (r->sender == c->id)
+			continue;
+		iov[iovcnt++] = (struct iovec){ outbox.data + r->start,
+						r->end - r->start };
+		len += r->end - r->start;
+	}
+	if (len == 0)
+		return;
+	/*
+	 * One send, not a write_full() loop: a blocking send returns short
+	 * only when SO_SNDTIMEO expired (this thread blocks the signals), and
+	 * looping would restart the timeout for every trickle a slow reader
+	 * lets through.
+	 */
+	n = xwritev(c->fd, iov, iovcnt);
+	if (n < 0 || (size_t)n < len) {
+		write_linef(STDERR_FILENO, "client %lu dropped: %s", c->id,
+			    n >= 0 || errno == EAGAIN ? "not reading" :
+			    strerror(errno));
+		client_drop(c);
+	}
+}
+
+/*
+ * The relay thread: sends each round of queued lines to every member,
+ * holding the lock from the first write to the last.
+ */
+static void *relay_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&clients_lock);
+	for (;;) {
+		while (outbox.nruns == 0 && !outbox.stopping)
+			pthread_cond_wait(&outbox_has_lines, &clients_lock);
+		if (outbox.stopping)
+			break;
+		for (struct client *c = clients; c != NULL; c = c->next)
+			if (c->member)
+				relay_to(c);
+		outbox.len = 0;
+		outbox.nruns = 0;
+		pthread_cond_broadcast(&outbox_has_room);
 	}
 	pthread_mutex_unlock(&clients_lock);
+	return NULL;
 }
 
 /* A client thread's buffers: one read, and the lines it completed. */
@@ -295,13 +386,25 @@ static void accept_client(int listen_fd, unsigned long *next_id)
 	client_start(fd, (*next_id)++);
 }
 
+/* Tells the relay thread to finish and joins it (every client is gone). */
+static void stop_relay(pthread_t tid)
+{
+	pthread_mutex_lock(&clients_lock);
+	outbox.stopping = true;
+	pthread_cond_signal(&outbox_has_lines);
+	pthread_mutex_unlock(&clients_lock);
+	pthread_join(tid, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	struct pollfd pfd[2];
 	unsigned long next_id = 1;
+	pthread_t relay_tid;
 	uint16_t port;
 	int listen_fd, sig_fd;
 	int status = 1;
+	int err;
 
 	if (argc != 2 || parse_port(argv[1], &port) < 0)
 		usage_exit(USAGE);
@@ -318,6 +421,12 @@ int main(int argc, char **argv)
 	if (listen_fd < 0) {
 		perror("tcp_chat_server: listen");
 		goto out_close_signals;
+	}
+	err = thread_start(&relay_tid, relay_main, NULL);
+	if (err != 0) {
+		errno = err;
+		perror("tcp_chat_server: relay thread");
+		goto out_close_listener;
 	}
 
 	pfd[0].fd = listen_fd;
@@ -342,6 +451,8 @@ int main(int argc, char **argv)
 
 out_stop_clients:
 	stop_all_clients();
+	stop_relay(relay_tid);
+out_close_listener:
 	close(listen_fd);
 out_close_signals:
 	sig_pipe_close();
