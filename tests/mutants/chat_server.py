@@ -11,10 +11,12 @@ Each defect breaks exactly one rule (see DEFECTS); stdlib only.
 
 from __future__ import annotations
 
+import errno
 import os
 import selectors
 import signal
 import socket
+import struct
 import sys
 import threading
 
@@ -30,6 +32,11 @@ DEFECTS = {
     "first-line-per-read": "relays only the first line of each recv(), drops the rest",
     "no-strip-cr": "relays the \\r of a \\r\\n line",
     "relay-empty": "relays empty messages",
+    "interleave": "broadcasts without the lock, each line in two writes (lines interleave)",
+    "no-send-timeout": "blocks for ever sending to a member that stops reading",
+    "shutdown-not-close-on-quit": "on quit, shuts the connection down but never closes the fd",
+    "capacity-50": "closes every client beyond the 50th",
+    "emfile-busy-loop": "at the open-file limit, retries accept() in a busy loop",
     "swap-pairs": "relays each sender's messages two by two, swapped (order)",
     "truncate-at-100": "truncates messages to 100 bytes",
     "crash-on-binary": "exits when a message holds a NUL byte",
@@ -38,7 +45,7 @@ DEFECTS = {
     "crash-on-long": "exits when a line grows beyond 64 KiB",
     "announce-departure": "tells the others when a member leaves",
     "exit-on-eof": "exits when a client closes its connection",
-    "crash-on-reset": "exits when a client resets its connection",
+    "crash-on-reset": "dies when a client resets its connection (on recv or send)",
     "relay-partial-on-disconnect": "relays the partial line a disconnecting client leaves",
     "blocking-readline": "select mode: reads a ready client byte by byte up to the newline",
     "exit-1-on-sigterm": "exits with status 1 on SIGTERM/SIGINT",
@@ -54,8 +61,11 @@ unknown = MUTANTS - set(DEFECTS)
 if unknown:
     sys.exit(f"chat_server.py: unknown MUTANT {sorted(unknown)}; known: {sorted(DEFECTS)}")
 
+SEND_TIMEOUT = 2   # seconds
+SPARE = os.open(os.devnull, os.O_RDONLY)   # freed to refuse a client at EMFILE
 LONG_LIMIT = 64 * 1024
 LEAKED: list = []
+ACCEPTED = 0
 MAX_LINE = 8192   # a longer line is relayed in pieces (the contract allows splitting)
 
 
@@ -93,6 +103,8 @@ class Room:
             self.members.discard(sock)
 
     def relay(self, sender: socket.socket, msg: bytes) -> None:
+        if "interleave" in MUTANTS:
+            return self.relay_unlocked(sender, msg)
         # One lock around the whole broadcast: lines never interleave.
         with self.lock:
             for s in list(self.members):
@@ -100,8 +112,24 @@ class Room:
                     continue
                 try:
                     s.sendall(msg + b"\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    if "crash-on-reset" in MUTANTS:
+                        crash()   # as a C server without MSG_NOSIGNAL dies of SIGPIPE
+                    drop(s)
                 except OSError:
-                    pass
+                    drop(s)   # a member that stops reading (SO_SNDTIMEO) or is gone
+
+    def relay_unlocked(self, sender: socket.socket, msg: bytes) -> None:
+        import time
+        line = msg + b"\n"
+        for s in list(self.members):
+            if s is not sender:
+                try:
+                    s.sendall(line[:len(line) // 2])
+                    time.sleep(0.002)
+                    s.sendall(line[len(line) // 2:])
+                except OSError:
+                    drop(s)
 
     def close_all(self) -> None:
         with self.lock:
@@ -174,6 +202,10 @@ class Member:
         if how == "quit" and "no-close-on-quit" in MUTANTS:
             LEAKED.append(self.sock)   # referenced, so never closed by the GC
             return
+        if how == "quit" and "shutdown-not-close-on-quit" in MUTANTS:
+            drop(self.sock)
+            LEAKED.append(self.sock)
+            return
         try:
             self.sock.close()
         except OSError:
@@ -194,6 +226,41 @@ class Member:
         if not data:
             return "eof"
         return None if self.feed(data) else "quit"
+
+
+def drop(sock: socket.socket) -> None:
+    """End a member's connection; its reader sees EOF and removes it."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def accepted(srv: socket.socket) -> socket.socket | None:
+    """Accept one client, with a send timeout so a slow reader cannot stall
+    the others for more than SEND_TIMEOUT; None if the server is out of fds
+    (then the client is accepted with the spare fd and closed: refused)."""
+    global SPARE, ACCEPTED
+    try:
+        sock, _ = srv.accept()
+    except OSError as e:
+        if e.errno not in (errno.EMFILE, errno.ENFILE) or SPARE is None:
+            raise
+        if "emfile-busy-loop" in MUTANTS:
+            return None
+        os.close(SPARE)
+        try:
+            srv.accept()[0].close()
+        finally:
+            SPARE = os.open(os.devnull, os.O_RDONLY)
+        return None
+    ACCEPTED += 1
+    if "capacity-50" in MUTANTS and ACCEPTED > 50:
+        sock.close()
+        return None
+    if "no-send-timeout" not in MUTANTS:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", SEND_TIMEOUT, 0))
+    return sock
 
 
 def listen_tcp(port: int) -> socket.socket:
@@ -226,7 +293,9 @@ def serve_threads(port: int) -> None:
                 return
 
     while True:
-        sock, _ = srv.accept()
+        sock = accepted(srv)
+        if sock is None:
+            continue
         room.add(sock)
         threading.Thread(target=client, args=(sock,), daemon=True).start()
 
@@ -240,7 +309,9 @@ def serve_select(port: int) -> None:
     while True:
         for key, _ in sel.select():
             if key.data is None:
-                sock, _ = srv.accept()
+                sock = accepted(srv)
+                if sock is None:
+                    continue
                 room.add(sock)
                 sel.register(sock, selectors.EVENT_READ, Member(room, sock))
                 continue
