@@ -85,10 +85,16 @@ def chat_session(config, contract, tool=None):
         session = ChatSession(contract, programs_for(config), tool=tool,
                               source_dirs=[Path(d) for d in config.getoption("--source") or ()])
         session.isolated = isolated
+        ok = False
         try:
             yield session
+            ok = True
         finally:
             escaped = session.close()
+            if ok and session.early_death:
+                raise CheckFailed("the server keeps serving until it is stopped", "still running at the end",
+                                  f"it ended by itself ({session.early_death})",
+                                  "stderr: " + session.server.stderr.text()[-800:])
             left = session.supervisor.survivors()
             if escaped or left:
                 raise CheckFailed("nothing the test started outlives it", "no process left",

@@ -250,14 +250,29 @@ class ChatSession:
         return len(os.listdir(f"/proc/{self.server.pid}/fd"))
 
     # -- teardown --------------------------------------------------------------
+    def died_on_its_own(self) -> str | None:
+        """How the server ended, if it ended before the harness stopped it
+        (a crash after the last step must not pass unnoticed)."""
+        if self.server is None or self.server.stop_signal_sent is not None:
+            return None
+        code = self.server.returncode
+        return None if code is None else describe_status(code)
+
     def close(self) -> list[str]:
         """Close every client, stop every process; what had to be killed
         after escaping its process group."""
+        self.early_death = self.died_on_its_own()
         for c in self.clients.values():
             if isinstance(c, RawClient):
                 c.close()
         self.hub.close()
         escaped = self.supervisor.stop_all(grace=self.within(2))
+        code = self.server.returncode if self.server else None
+        if self.early_death is None and code is not None and code < 0 and \
+                -code not in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL):
+            # A crash as its clients left at the end (a race with our SIGTERM:
+            # seen when it happens first, which is not every time).
+            self.early_death = f"{describe_status(code)}, as the clients left at the end"
         if self._own_workdir:
             import shutil
             shutil.rmtree(self.workdir, ignore_errors=True)
