@@ -28,6 +28,15 @@ def _judge(chat, clients, sent, step):
                           "relay each complete line under the lock; never relay a recv() chunk as it comes")
 
 
+def _all_at_once(clients, talk):
+    """Run talk(client) for every client at the same time."""
+    threads = [threading.Thread(target=talk, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def _send_cut(client, data: bytes, rng: random.Random):
     """Send `data` in random pieces, so lines cross segment boundaries."""
     pos = 0
@@ -48,11 +57,7 @@ def test_twenty_senders_at_once_lines_stay_whole(chat):
     def talk(c):
         _send_cut(c, b"".join(chat.protocol.frame(m) for m in sent[c.name]), random.Random(c.name))
 
-    threads = [threading.Thread(target=talk, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _all_at_once(clients, talk)
     _judge(chat, clients, sent, "20 clients each send 40 lines at once, cut into random segments")
 
 
@@ -68,11 +73,7 @@ def test_ten_senders_at_once_datagrams_stay_whole(chat):
         for m in sent[c.name]:
             c.send(m)
 
-    threads = [threading.Thread(target=talk, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _all_at_once(clients, talk)
     _judge(chat, clients, sent, "10 clients each send 20 datagrams at once")
 
 
