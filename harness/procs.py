@@ -168,6 +168,7 @@ class Process:
     transcript: Transcript | None
     started: float = field(default_factory=time.monotonic)
     stop_signal_sent: int | None = None
+    timed_out: bool = False           # Supervisor.run killed it at its deadline
 
     @property
     def pid(self) -> int:
@@ -383,7 +384,6 @@ class Supervisor:
             proc.timed_out = True
         else:
             proc._finish()
-            proc.timed_out = False
         return proc
 
     def stop_all(self, grace: float = 3.0) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import tempfile
@@ -274,6 +275,5 @@ class ChatSession:
             # seen when it happens first, which is not every time).
             self.early_death = f"{describe_status(code)}, as the clients left at the end"
         if self._own_workdir:
-            import shutil
             shutil.rmtree(self.workdir, ignore_errors=True)
         return escaped
