@@ -249,12 +249,49 @@ def pytest_runtest_makereport(item, call):
         _record(item, report, call, session)
 
 
-def _record(item, report, call, session):
+def _source_lines(report, config) -> list[dict]:
+    """The student's own source lines behind valgrind's findings."""
+    from . import valgrind
+    dirs = config.getoption("--source") or []
+    if not dirs:
+        return []
+    out, seen = [], set()
+    for finding in [*report.errors, *report.leak_records, *report.open_fds] + \
+            ([report.fatal_signal] if report.fatal_signal else []):
+        if getattr(finding, "kind", "") in ("Leak_PossiblyLost", "Leak_StillReachable"):
+            continue
+        frame = valgrind.attribute(finding, dirs)
+        if frame is None or (frame.file, frame.line) in seen:
+            continue
+        seen.add((frame.file, frame.line))
+        out.append({"file": frame.file, "line": frame.line, "fn": frame.fn,
+                    "what": getattr(finding, "what", None) or getattr(finding, "description", ""),
+                    "excerpt": valgrind.source_excerpt(frame) or ""})
+        if len(out) >= 8:
+            break
+    return out
+
+
+def _check_name(item) -> str:
+    """A sentence for the check: a script's title, a Python scenario's
+    docstring's first line, or its function name in words."""
+    script = getattr(item, "script", None)
+    if script is not None:
+        return script.title
+    doc = (getattr(getattr(item, "function", None), "__doc__", None) or "").strip()
+    if doc:
+        return doc.splitlines()[0].rstrip(".")
+    name = getattr(item, "originalname", item.name)
+    params = f" [{item.callspec.id}]" if hasattr(item, "callspec") else ""
+    return name.removeprefix("test_").replace("_", " ") + params
+
+
+def _record(item, outcome_report, call, session):
     path = item.config.getoption("--results")
     if not path:
         return
     failure = None
-    if report.failed and call.excinfo is not None:
+    if outcome_report.failed and call.excinfo is not None:
         exc = call.excinfo.value
         if isinstance(exc, CheckFailed):
             failure = {"step": exc.step, "expected": exc.expected, "actual": exc.actual,
@@ -262,19 +299,23 @@ def _record(item, report, call, session):
         else:
             failure = {"step": "", "expected": "", "actual": str(exc)[-2000:], "hint": ""}
     rules = [a for m in item.iter_markers("rule") for a in m.args]
+    # A chat session's server report, or one a Python scenario attached.
+    report = getattr(item, "_valgrind_report", None) or (session.report if session else None)
     contract = _item_contract(item)
     entry = {
         "nodeid": item.nodeid,
-        "name": getattr(getattr(item, "script", None), "title", None) or item.name,
+        "name": _check_name(item),
         "file": str(item.path),
         "rules": rules,
         "assignment": getattr(contract, "id", None),
-        "outcome": "skipped" if report.skipped else report.outcome,
-        "skip_reason": report.longrepr[2] if report.skipped and isinstance(report.longrepr, tuple) else "",
-        "duration": report.duration,
+        "outcome": "skipped" if outcome_report.skipped else outcome_report.outcome,
+        "skip_reason": (outcome_report.longrepr[2] if outcome_report.skipped
+                        and isinstance(outcome_report.longrepr, tuple) else ""),
+        "duration": outcome_report.duration,
         "failure": failure,
         "transcript": [e.to_dict() for e in session.transcript.events()[-300:]] if session else [],
-        "valgrind": session.report.to_dict() if session and session.report else None,
+        "valgrind": report.to_dict() if report else None,
+        "source": _source_lines(report, item.config) if report else [],
     }
     line = json.dumps(entry) + "\n"
     # xdist workers append to the same file: one write per line, O_APPEND.
