@@ -12,7 +12,6 @@ waits in a kernel buffer because the harness was busy elsewhere.
 
 from __future__ import annotations
 
-import errno
 import os
 import select
 import selectors

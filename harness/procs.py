@@ -31,6 +31,13 @@ PR_SET_CHILD_SUBREAPER = 36
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
+# Every child any Supervisor of this process started and has not reaped.
+# Supervisors in several threads (a batch grades submissions at once) must
+# tell their own children from orphans they adopted: a child not in this
+# set is an orphan. The lock makes start-and-register one step.
+_spawn_lock = threading.Lock()
+_started: set[int] = set()
+
 
 class ProcessError(RuntimeError):
     """A program could not be started, became unready, or misbehaved."""
@@ -270,6 +277,8 @@ class Process:
         return self.popen.returncode
 
     def _finish(self, timeout: float = 2.0) -> None:
+        with _spawn_lock:
+            _started.discard(self.pid)
         deadline = time.monotonic() + timeout
         self.stdout.wait_closed(deadline)
         self.stderr.wait_closed(deadline)
@@ -352,9 +361,11 @@ class Supervisor:
         if self.transcript:
             self.transcript.add(name, "start", detail=" ".join(argv))
         try:
-            popen = subprocess.Popen(argv, stdin=child_in, stdout=child_out, stderr=child_err,
-                                     cwd=cwd, env=run_env, start_new_session=True,
-                                     preexec_fn=preexec, close_fds=True)
+            with _spawn_lock:
+                popen = subprocess.Popen(argv, stdin=child_in, stdout=child_out, stderr=child_err,
+                                         cwd=cwd, env=run_env, start_new_session=True,
+                                         preexec_fn=preexec, close_fds=True)
+                _started.add(popen.pid)
         except OSError as e:
             for fd in {out_r, err_r, stdin_fd}:
                 if fd is not None:
@@ -403,10 +414,11 @@ class Supervisor:
         """Kill and reap processes re-parented to us (escaped daemons)."""
         if not self.subreaper:
             return []
-        known = {p.pid for p in self.processes}
         escaped = []
         for _ in range(50):
-            others = [pid for pid in _children_of(os.getpid()) if pid not in known]
+            with _spawn_lock:
+                known = _started | {p.pid for p in self.processes}
+                others = [pid for pid in _children_of(os.getpid()) if pid not in known]
             if not others:
                 break
             for pid in others:

@@ -21,7 +21,7 @@ from pathlib import Path
 from . import netns, valgrind
 from .clients import CheckFailed, Hub, ProgramClient, RawClient, Receiver
 from .contract import Contract, ProgramSpec
-from .procs import Limits, Process, ProcessError, Supervisor, describe_status
+from .procs import Limits, Process, Supervisor, describe_status
 from .transcript import Transcript
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +20,7 @@ from typing import Callable
 
 from harness import netns
 from harness.build import build
+from harness.procs import Supervisor
 from harness.contract import Contract, by_id
 
 from . import model
@@ -78,15 +76,14 @@ def run_checks(contract: Contract, bin_dir: Path, source_dir: Path | None, workd
     else:
         argv += ["-p", "no:xdist"]
     timeout = timeout or (RUN_TIMEOUT if valgrind else RUN_TIMEOUT_NO_VALGRIND)
-    log = open(workdir / "pytest.log", "wb")
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    sup = Supervisor(output_cap=1 << 20)
+    proc = sup.spawn("checks", argv, cwd=ROOT, stdin=False)
     deadline = time.monotonic() + timeout
     seen = 0
     timed_out = False
     try:
         while True:
-            done = proc.poll() is not None
+            done = not proc.alive()
             if on_check is not None:
                 entries = _read_jsonl(results)
                 for e in entries[seen:]:
@@ -99,14 +96,8 @@ def run_checks(contract: Contract, bin_dir: Path, source_dir: Path | None, workd
                 break
             time.sleep(0.2)  # follow the results file while pytest writes it
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
+        sup.stop_all(grace=10)
+        (workdir / "pytest.log").write_text(proc.stdout.text() + proc.stderr.text())
     checks = _read_jsonl(listed)
     entries = _read_jsonl(results)
     if on_check is not None:
@@ -114,7 +105,7 @@ def run_checks(contract: Contract, bin_dir: Path, source_dir: Path | None, workd
             on_check(e)
     if not checks and not timed_out:
         tail = (workdir / "pytest.log").read_text(errors="replace")[-3000:]
-        raise GraderError(f"the checks could not be collected (pytest exit {proc.returncode}):\n{tail}")
+        raise GraderError(f"the checks could not be collected ({proc.status()}):\n{tail}")
     return checks, entries, timed_out
 
 

@@ -52,7 +52,8 @@ exit 0
 def _add_tree(z: zipfile.ZipFile, path: Path, arc: str) -> None:
     if path.is_dir():
         for child in sorted(path.iterdir()):
-            if child.name in _SKIP or child.name.startswith("build"):
+            # Build trees are made on the image (setup.sh), not shipped.
+            if child.name in _SKIP or (child.is_dir() and child.name.startswith("build")):
                 continue
             _add_tree(z, child, f"{arc}/{child.name}")
     elif path.is_file():
