@@ -172,7 +172,8 @@ def run_one(loadgen, server, sc, args, workdir):
         cmd = [loadgen, "-p", str(running.port), "-n", str(sc.clients),
                "-m", str(sc.messages), "-s", str(args.size),
                "-r", str(sc.rate), "-d", str(args.deadline),
-               "-b", str(args.backlog), "-q"]
+               "-b", str(args.backlog), "-j", str(args.threads),
+               "--server-pid", str(running.proc.pid), "-q"]
         cmd += server.loadgen_args
         try:
             res = subprocess.run(cmd, stdout=subprocess.PIPE,
@@ -202,18 +203,37 @@ def fmt_us(v):
     return "%.0f" % v if v >= 100 else "%.1f" % v
 
 
+def cpu_share(r, key):
+    """CPU seconds of `key` per second of the measurement, as a percentage
+    of one CPU (200 % = both CPUs of a 2-CPU machine)."""
+    if not r.get(key) or not r.get("cpu_wall_s"):
+        return "-"
+    return "%.0f" % (100.0 * r[key] / r["cpu_wall_s"])
+
+
+def per_server_cpu(r):
+    """Deliveries per CPU second the server used: its efficiency, whoever
+    got how much of the shared CPUs."""
+    if not r.get("ok") or not r.get("server_cpu_s"):
+        return None
+    return r["received"] / r["server_cpu_s"]
+
+
+def ratio(value, base):
+    return "%.2f" % (value / base) if value and base else "-"
+
+
 def table(results):
     """The human table: one row per server and scenario."""
     ncat = {(r["scenario"], r["clients"]): r for r in results
             if r["server"] == "ncat" and r["ok"]}
     head = ("server", "scenario", "clients", "msgs", "deliv/s", "x ncat",
+            "srv cpu%", "gen cpu%", "deliv/srv-cpu-s", "x ncat",
             "p50 us", "p99 us", "rd p99", "broken", "lost", "ooo", "note")
     rows = []
     for r in results:
-        base = ncat.get((r["scenario"], r["clients"]))
-        ratio = "-"
-        if base and base["deliveries_per_s"] and r["ok"]:
-            ratio = "%.2f" % (r["deliveries_per_s"] / base["deliveries_per_s"])
+        base = ncat.get((r["scenario"], r["clients"]), {})
+        eff = per_server_cpu(r)
         notes = []
         if not r["ok"]:
             notes.append(r.get("error", "failed"))
@@ -229,7 +249,11 @@ def table(results):
             "paced %g/s" % r["rate"]
         rows.append((r["server"], label, str(r["clients"]),
                      str(r["messages"]), fmt_rate(r["deliveries_per_s"]),
-                     ratio, fmt_us(r["lat_p50_us"]), fmt_us(r["lat_p99_us"]),
+                     ratio(r["ok"] and r["deliveries_per_s"],
+                           base.get("deliveries_per_s")),
+                     cpu_share(r, "server_cpu_s"), cpu_share(r, "gen_cpu_s"),
+                     fmt_rate(eff), ratio(eff, base and per_server_cpu(base)),
+                     fmt_us(r["lat_p50_us"]), fmt_us(r["lat_p99_us"]),
                      fmt_us(r.get("lat_read_p99_us", 0)),
                      str(r["broken"]), str(r["lost"]), str(r["out_of_order"]),
                      "; ".join(notes)))
@@ -319,6 +343,8 @@ def parse_args(argv):
                    help="flood: aim at this many deliveries per run")
     p.add_argument("--min-messages", type=int, default=5)
     p.add_argument("--size", type=int, default=64, help="bytes per line")
+    p.add_argument("--threads", type=int, default=2,
+                   help="chat_loadgen reader threads (-j); see bench/README.md")
     p.add_argument("--backlog", type=int, default=256 * 1024,
                    help="flood window in bytes per receiver (chat_loadgen -b); "
                         "0 = open loop")
@@ -365,8 +391,9 @@ def main(argv):
             load = os.getloadavg()[0]
         except OSError:
             load = -1
-        print("chat_loadgen vs ncat on %s, %d CPUs, load average %.2f"
-              % (HOST, os.cpu_count(), load), file=sys.stderr)
+        print("chat_loadgen (%d threads) vs ncat on %s, %d CPUs, load "
+              "average %.2f" % (args.threads, HOST, os.cpu_count(), load),
+              file=sys.stderr)
         results = []
         with tempfile.TemporaryDirectory(prefix="chatbench-") as workdir:
             for sc in scenarios(args):

@@ -1,13 +1,21 @@
 /*
  * loadgen.c - load generator for newline-framed chat relay servers.
  *
- * Opens N TCP clients to 127.0.0.1:PORT from one thread (epoll), confirms
- * that every client is a member of the chat, then has each client send M
- * lines of a fixed size, either as fast as the sockets take them (flood) or
- * at R lines per second per client (paced).  Every line names its sender,
- * a sequence number and the CLOCK_MONOTONIC time it was handed to the
- * kernel, so the receiving side can measure relay latency, loss, order and
- * whether the line arrived whole.
+ * Opens N TCP clients to 127.0.0.1:PORT, confirms that every client is a
+ * member of the chat, then has each client send M lines of a fixed size,
+ * either as fast as the sockets take them (flood) or at R lines per second
+ * per client (paced).  Every line names its sender, a sequence number and
+ * the CLOCK_MONOTONIC time it was handed to the kernel, so the receiving
+ * side can measure relay latency, loss, order and whether the line arrived
+ * whole.
+ *
+ * Threads: setup runs on the main thread (one epoll for all clients).  For
+ * the measurement the clients are dealt out to K workers (-j), client i to
+ * worker i % K, each with its own epoll, timer and statistics; worker 0 is
+ * the main thread.  A worker touches only its own clients; what workers
+ * share is read-mostly: the per-sender delivery counts of the flood window
+ * and the arrival time of the idle rule, each written by one worker only.
+ * The statistics are merged once every worker has stopped.
  *
  * Output: one JSON object on stdout (for scripts), one human line on stderr.
  * Exit status: 0 a measurement was made (whatever its result), 1 the run
@@ -27,8 +35,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <regex.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,6 +63,9 @@
 #define HIST_SUB_BITS 6           /* 64 sub-buckets per power of two: < 1.6 % error */
 #define HIST_BUCKETS  (128 + 58 * 64)
 #define PER_SENDER_MAX 64         /* cap the per-sender list in the JSON line */
+#define MAX_THREADS   64
+#define WINDOW_RECHECK_NS 1000000 /* flood: how often a worker re-checks senders
+                                     waiting for deliveries seen by other workers */
 
 enum phase {
 	PHASE_HELLO,   /* connecting; waiting until every client is known to be a member */
@@ -60,8 +73,11 @@ enum phase {
 	PHASE_MEASURE, /* data lines flowing */
 };
 
+struct worker;
+
 struct client {
 	int fd;
+	struct worker *w;   /* the worker whose epoll polls it */
 	bool connected;     /* non-blocking connect() has completed */
 	bool member;        /* proven to be in the server's member list */
 	bool closed;        /* server closed it, or an error: no longer polled */
@@ -87,6 +103,8 @@ struct options {
 	const char *ignore; /* regex: lines that match are server notices, not messages */
 	uint32_t window;    /* connects in flight whose membership is not yet proven */
 	double backlog;     /* flood: bytes in flight per receiver to aim at; 0 = open loop */
+	uint32_t threads;   /* workers during the measurement (-j) */
+	int server_pid;     /* whose CPU time to report; 0 = none */
 	bool quiet;
 };
 
@@ -97,7 +115,7 @@ struct latency {
 	uint64_t count;
 };
 
-/* Everything the receive side counts. */
+/* Everything the receive side counts (one per worker, merged at the end). */
 struct stats {
 	uint64_t received;      /* whole data lines from another client */
 	uint64_t broken;        /* lines that are no whole message of ours */
@@ -109,26 +127,52 @@ struct stats {
 	struct latency lat;     /* send -> queued in the receiving socket (kernel stamp) */
 	struct latency read_lat;/* send -> our read() returned it */
 	uint64_t unstamped;     /* reads without a kernel timestamp: read time used */
-	uint64_t last_rx_ns;    /* read() of the latest data line */
 	uint64_t max_send_lag;  /* paced: how late the worst line left vs its slot */
-	uint32_t *pair_count;   /* [receiver * N + sender]: lines received */
-	uint32_t *pair_next;    /* [receiver * N + sender]: highest seq seen + 1 */
-	uint64_t *by_sender;    /* [sender]: deliveries of its lines, all receivers */
+};
+
+/*
+ * One thread's share of the clients: ids idx, idx + K, idx + 2K, ...
+ * Only the worker itself writes its fields, except as noted.
+ */
+struct worker {
+	pthread_t tid;
+	bool started;           /* tid is a thread to join */
+	uint32_t idx;
+	uint32_t n_own;         /* clients it owns */
+	int epfd;
+	int tfd;                /* paced: fires at its next slot */
+	bool measuring;
+	bool deadline_hit;
+	const char *error;      /* epoll_wait failed: the measurement is void */
+	uint64_t expected;      /* data lines its receivers are to get */
+	uint64_t paced_next;    /* paced: index of its next own slot */
+	uint64_t next_recheck;  /* flood: when to re-check waiting senders */
+	uint32_t waiting;       /* flood: own senders waiting for deliveries */
+	struct stats st;
+	/*
+	 * Read by other workers, so atomic (relaxed: a stale value only
+	 * delays a decision by one loop turn).  delivered[s]: lines of sender
+	 * s received by this worker's clients (the flood window); last_rx_ns:
+	 * read() of its latest data line (the idle rule).
+	 */
+	_Atomic uint64_t *delivered;
+	_Atomic uint64_t last_rx_ns;
 };
 
 static struct options opt = {
 	.port = -1, .clients = 10, .messages = 100, .size = 64,
 	.rate = 0, .deadline_s = 30, .idle_s = 2, .window = 8,
-	.backlog = 256 * 1024,
+	.backlog = 256 * 1024, .threads = 2,
 };
 static struct client *clients;
-static struct stats st;
+static struct worker workers[MAX_THREADS];
+static uint32_t *pair_count;    /* [receiver * N + sender]: lines received */
+static uint32_t *pair_next;     /* [receiver * N + sender]: highest seq seen + 1 */
 static regex_t strip_re, ignore_re;
 static char padding[MAX_SIZE];  /* all 'x': what a data line ends with */
-static int epfd = -1;
 static enum phase phase = PHASE_HELLO;
 static uint32_t members, ready_clients, connected, started;
-static uint64_t t_start, t_measure;
+static uint64_t t_start, t_measure, deadline;
 
 /* Returns CLOCK_MONOTONIC in nanoseconds: the clock embedded in every line. */
 static uint64_t now_ns(void)
@@ -145,7 +189,8 @@ static void usage(FILE *f)
 	    "usage: chat_loadgen -p PORT [-n CLIENTS] [-m MESSAGES] [-s SIZE]\n"
 	    "                    [-r RATE] [-d DEADLINE_S] [-i IDLE_S]\n"
 	    "                    [-x STRIP_REGEX] [-g IGNORE_REGEX] [--ncat]\n"
-	    "                    [-w WINDOW] [-b BACKLOG] [-q]\n"
+	    "                    [-w WINDOW] [-b BACKLOG] [-j THREADS]\n"
+	    "                    [--server-pid PID] [-q]\n"
 	    "  -p, --port       server port on 127.0.0.1 (required)\n"
 	    "  -n, --clients    clients (default 10)\n"
 	    "  -m, --messages   data lines per client (default 100)\n"
@@ -162,8 +207,11 @@ static void usage(FILE *f)
 	    "  -b, --backlog    flood: limit each sender's lines in flight so each\n"
 	    "                   receiver has about this many bytes on the way;\n"
 	    "                   0 = open loop (default 262144)\n"
+	    "  -j, --threads    reader threads during the measurement, 1..%d,\n"
+	    "                   at most CLIENTS (default 2)\n"
+	    "      --server-pid report this process's CPU time while measuring\n"
 	    "  -q, --quiet      no human-readable line on stderr\n",
-	    MIN_SIZE, MAX_SIZE);
+	    MIN_SIZE, MAX_SIZE, MAX_THREADS);
 }
 
 /* Parses a decimal in [lo, hi] into *out; returns -1 if it is not one. */
@@ -196,6 +244,8 @@ static void parse_args(int argc, char **argv)
 		{"ncat", no_argument, NULL, 'N'},
 		{"window", required_argument, NULL, 'w'},
 		{"backlog", required_argument, NULL, 'b'},
+		{"threads", required_argument, NULL, 'j'},
+		{"server-pid", required_argument, NULL, 'P'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -203,7 +253,7 @@ static void parse_args(int argc, char **argv)
 	double v;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "p:n:m:s:r:d:i:x:g:w:b:qh", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:n:m:s:r:d:i:x:g:w:b:j:qh", longs, NULL)) != -1) {
 		int bad = 0;
 
 		switch (c) {
@@ -218,6 +268,8 @@ static void parse_args(int argc, char **argv)
 		case 'g': opt.ignore = optarg; break;
 		case 'b': bad = parse_num(optarg, 0, 1e9, &opt.backlog); break;
 		case 'w': bad = parse_num(optarg, 2, 10000, &v); opt.window = (uint32_t)v; break;
+		case 'j': bad = parse_num(optarg, 1, MAX_THREADS, &v); opt.threads = (uint32_t)v; break;
+		case 'P': bad = parse_num(optarg, 1, 1e9, &v); opt.server_pid = (int)v; break;
 		case 'N': opt.strip = "^<user[0-9]+> "; opt.ignore = "^<announce> "; break;
 		case 'q': opt.quiet = true; break;
 		case 'h': usage(stdout); exit(0);
@@ -232,6 +284,8 @@ static void parse_args(int argc, char **argv)
 		usage(stderr);
 		exit(2);
 	}
+	if (opt.threads > opt.clients)
+		opt.threads = opt.clients;	/* every worker owns a client */
 	if (opt.strip && regcomp(&strip_re, opt.strip, REG_EXTENDED) != 0) {
 		fprintf(stderr, "chat_loadgen: bad --strip regex: %s\n", opt.strip);
 		exit(2);
@@ -323,7 +377,7 @@ static void update_events(uint32_t id, bool want_out)
 		return;
 	if (want_out)
 		ev.events |= EPOLLOUT;
-	if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+	if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
 		c->want_out = want_out;
 }
 
@@ -334,11 +388,11 @@ static void drop_client(uint32_t id)
 
 	if (c->closed)
 		return;
-	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	epoll_ctl(c->w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	c->fd = -1;
 	c->closed = true;
-	st.disconnected++;
+	c->w->st.disconnected++;
 }
 
 /* Appends bytes to a client's pending output, growing the buffer. */
@@ -419,15 +473,19 @@ static void format_line(char *buf, uint32_t id, uint32_t seq, uint64_t ts)
  */
 static uint32_t flood_allowance(uint32_t id)
 {
-	uint64_t window, in_flight;
+	uint64_t window, in_flight, delivered = 0;
+	uint32_t i;
 
 	if (opt.backlog <= 0)
 		return UINT32_MAX;
 	window = (uint64_t)(opt.backlog / ((double)(opt.clients - 1) * (opt.size + 1)));
 	if (window < 1)
 		window = 1;
+	for (i = 0; i < opt.threads; i++)
+		delivered += atomic_load_explicit(&workers[i].delivered[id],
+		    memory_order_relaxed);
 	/* Lines not yet delivered to everyone, counted in whole lines. */
-	in_flight = clients[id].next_seq - st.by_sender[id] / (opt.clients - 1);
+	in_flight = clients[id].next_seq - delivered / (opt.clients - 1);
 	return in_flight >= window ? 0 : (uint32_t)(window - in_flight);
 }
 
@@ -524,33 +582,42 @@ static void record_data(uint32_t rcv, uint32_t sender, uint32_t seq, uint64_t se
     const struct arrival *arrived)
 {
 	size_t k = (size_t)rcv * opt.clients + sender;
+	struct worker *w = clients[rcv].w;
+	struct stats *st = &w->st;
+	_Atomic uint64_t *delivered = &w->delivered[sender];
 
 	if (sender == rcv) {
-		st.echoed++;
+		st->echoed++;
 		return;
 	}
-	st.received++;
-	st.pair_count[k]++;
-	st.by_sender[sender]++;
-	/* A delivery may reopen the sender's flood window: poll it again. */
-	if (phase == PHASE_MEASURE && opt.rate == 0 && clients[sender].next_seq < opt.messages)
+	st->received++;
+	pair_count[k]++;
+	/* Only this worker writes it: load and store, no locked add. */
+	atomic_store_explicit(delivered,
+	    atomic_load_explicit(delivered, memory_order_relaxed) + 1,
+	    memory_order_relaxed);
+	/* A delivery may reopen the sender's flood window: poll it again.  A
+	 * sender of another worker is re-checked by that worker's timer. */
+	if (phase == PHASE_MEASURE && opt.rate == 0 && clients[sender].w == w
+	    && clients[sender].next_seq < opt.messages)
 		update_events(sender, true);
-	if (seq + 1 <= st.pair_next[k])
-		st.out_of_order++;
+	if (seq + 1 <= pair_next[k])
+		st->out_of_order++;
 	else
-		st.pair_next[k] = seq + 1;
-	lat_record(&st.lat, arrived->queued > sent ? arrived->queued - sent : 0);
-	lat_record(&st.read_lat, arrived->read > sent ? arrived->read - sent : 0);
-	st.last_rx_ns = arrived->read;
+		pair_next[k] = seq + 1;
+	lat_record(&st->lat, arrived->queued > sent ? arrived->queued - sent : 0);
+	lat_record(&st->read_lat, arrived->read > sent ? arrived->read - sent : 0);
+	atomic_store_explicit(&w->last_rx_ns, arrived->read, memory_order_relaxed);
 }
 
-/* Counts a line that is no whole message of ours (merged, split, garbled). */
-static void count_broken(void)
+/* Counts a line received by `rcv` that is no whole message of ours
+ * (merged, split, garbled). */
+static void count_broken(uint32_t rcv)
 {
 	if (phase == PHASE_MEASURE)
-		st.broken++;
+		clients[rcv].w->st.broken++;
 	else
-		st.broken_setup++;
+		clients[rcv].w->st.broken_setup++;
 }
 
 /* Marks a client as proven to be in the server's member list. */
@@ -589,7 +656,7 @@ static void handle_line(uint32_t rcv, char *s, size_t len, const struct arrival 
 	 */
 	if (!looks_like_ours(s, len)) {
 		if (opt.ignore && regexec(&ignore_re, s, 0, NULL, 0) == 0) {
-			st.ignored++;
+			clients[rcv].w->st.ignored++;
 			return;
 		}
 		if (opt.strip && regexec(&strip_re, s, 1, &m, 0) == 0 && m.rm_so == 0) {
@@ -601,7 +668,7 @@ static void handle_line(uint32_t rcv, char *s, size_t len, const struct arrival 
 	if (len >= 3 && (s[0] == 'H' || s[0] == 'R') && s[1] == ' ') {
 		id = parse_control(s, end);
 		if (id < 0 || (uint32_t)id == rcv) {
-			count_broken();
+			count_broken(rcv);
 			return;
 		}
 		if (s[0] == 'H') {
@@ -617,13 +684,13 @@ static void handle_line(uint32_t rcv, char *s, size_t len, const struct arrival 
 	    || !parse_u64(&p, end, &seq) || p == end || *p++ != ' '
 	    || !parse_u64(&p, end, &ts) || p == end || *p++ != ' '
 	    || sender >= opt.clients || seq >= opt.messages) {
-		count_broken();
+		count_broken(rcv);
 		return;
 	}
 	/* memcmp() checks the padding many bytes at a time; in a flood this
 	 * check is the generator's hottest loop. */
 	if (memcmp(p, padding, (size_t)(end - p)) != 0) {
-		count_broken();
+		count_broken(rcv);
 		return;
 	}
 	record_data(rcv, (uint32_t)sender, (uint32_t)seq, ts, arrived);
@@ -635,7 +702,7 @@ static void handle_line(uint32_t rcv, char *s, size_t len, const struct arrival 
  * CLOCK_MONOTONIC by how long ago it was on CLOCK_REALTIME.  Returns
  * read_ns if there is none.
  */
-static uint64_t queued_ns(struct msghdr *msg, uint64_t read_ns)
+static uint64_t queued_ns(struct msghdr *msg, uint64_t read_ns, struct stats *st)
 {
 	struct cmsghdr *cm;
 	struct timespec now;
@@ -654,7 +721,7 @@ static uint64_t queued_ns(struct msghdr *msg, uint64_t read_ns)
 			break;
 		return read_ns - (uint64_t)waited;
 	}
-	st.unstamped++;
+	st->unstamped++;
 	return read_ns;
 }
 
@@ -691,7 +758,7 @@ static void read_client(uint32_t id)
 		return;
 	}
 	arrived.read = now_ns();
-	arrived.queued = queued_ns(&msg, arrived.read);
+	arrived.queued = queued_ns(&msg, arrived.read, &c->w->st);
 	/* Any byte from the server proves it has accepted this client. */
 	set_member(id);
 	end = c->in + c->in_len + n;
@@ -707,7 +774,7 @@ static void read_client(uint32_t id)
 	c->in_len = (size_t)(end - line);
 	if (c->in_len == IN_CAP) {
 		/* A line longer than the buffer is certainly not one of ours. */
-		count_broken();
+		count_broken(id);
 		c->skipping = true;
 		c->in_len = 0;
 	} else if (line != c->in) {
@@ -754,7 +821,8 @@ static int connect_client(uint32_t id)
 	if (c->fd < 0)
 		return -1;
 	c->want_out = true;
-	return epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
+	c->w = &workers[0];	/* setup runs on the main thread */
+	return epoll_ctl(c->w->epfd, EPOLL_CTL_ADD, c->fd, &ev);
 }
 
 /* Completes a non-blocking connect; sends the hello.  Returns -1 on failure. */
@@ -775,61 +843,72 @@ static int finish_connect(uint32_t id)
 	return 0;
 }
 
-/*
- * Membership without sleeping: a client is a member once the server has
- * written to it or relayed its hello (it reads a client only after accepting
- * it).  Once all are members, every client sends R; those are relayed to all,
- * so when each client holds N-1 of them, all N are in the member list.
- *
- * Connects are started a window at a time: a burst of 500 SYNs overflows a
- * small listen backlog (ncat's is 10) and the kernel then retries only after
- * a second, which would make setup time measure the backlog.  Any window of
- * two or more makes progress, since each new hello proves its sender and
- * reaches the earlier members.  Returns -1 if a connect cannot be started.
- */
-static int advance_setup(void)
-{
-	uint32_t i;
+/* The clients worker w owns: ids w->idx, w->idx + K, ... */
+#define for_each_own(id, w) \
+	for ((id) = (w)->idx; (id) < opt.clients; (id) += opt.threads)
 
-	if (phase == PHASE_HELLO) {
-		while (started < opt.clients && started - members < opt.window)
-			if (connect_client(started++) < 0)
-				return -1;
-		if (members < opt.clients)
-			return 0;
-		phase = PHASE_READY;
-		for (i = 0; i < opt.clients; i++)
-			send_control(i, 'R');
-	}
-	if (phase == PHASE_READY && ready_clients == opt.clients) {
-		phase = PHASE_MEASURE;
-		t_measure = now_ns();
-	}
-	return 0;
-}
-
-/* Data lines not yet accepted by the kernel (each is exactly size+1 bytes). */
-static uint64_t unsent_lines(void)
+/* Data lines of w's clients not yet accepted by the kernel (each is exactly
+ * size+1 bytes). */
+static uint64_t unsent_lines(const struct worker *w)
 {
 	uint64_t total = 0;
-	uint32_t i;
+	uint32_t id;
 
-	for (i = 0; i < opt.clients; i++) {
-		size_t pending = clients[i].out_len - clients[i].out_off;
+	for_each_own(id, w) {
+		const struct client *c = &clients[id];
 
-		if (clients[i].closed)
+		if (c->closed)
 			continue;	/* never to be sent: counted as lost */
-
-		total += opt.messages - clients[i].next_seq;
-		total += (pending + opt.size) / (opt.size + 1);
+		total += opt.messages - c->next_seq;
+		total += (c->out_len - c->out_off + opt.size) / (opt.size + 1);
 	}
 	return total;
 }
 
-/* The idle timeout counts from the latest arrival, or the start if none. */
-static uint64_t idle_base(void)
+/* The latest arrival at w's clients, or the start if none. */
+static uint64_t last_arrival(const struct worker *w)
 {
-	return st.last_rx_ns > t_measure ? st.last_rx_ns : t_measure;
+	uint64_t t = atomic_load_explicit(&w->last_rx_ns, memory_order_relaxed);
+
+	return t > t_measure ? t : t_measure;
+}
+
+/*
+ * True once no worker's clients have received anything for --idle seconds.
+ * The others are asked only after `self` has been idle that long: their
+ * arrival times are written for every line.
+ */
+static bool all_idle(const struct worker *self, uint64_t now, uint64_t idle_ns)
+{
+	uint32_t i;
+
+	if (now <= last_arrival(self) + idle_ns)
+		return false;
+	for (i = 0; i < opt.threads; i++)
+		if (now <= last_arrival(&workers[i]) + idle_ns)
+			return false;
+	return true;
+}
+
+/*
+ * Flood: gives each of w's senders that waits for its window another chance.
+ * Deliveries to w's own clients re-arm a sender at once (record_data); this
+ * catches those seen by the other workers.  Returns how many still wait.
+ */
+static uint32_t recheck_windows(struct worker *w)
+{
+	uint32_t id, waiting = 0;
+
+	for_each_own(id, w) {
+		struct client *c = &clients[id];
+
+		if (c->closed || c->want_out || c->next_seq >= opt.messages)
+			continue;
+		flood_send(id);
+		if (!c->closed && !c->want_out)
+			waiting++;
+	}
+	return waiting;
 }
 
 /*
@@ -837,28 +916,33 @@ static uint64_t idle_base(void)
  * t_measure + k / (N * R) seconds, for client k % N.  Staggering the
  * clients keeps them from all sending in the same instant; the line is
  * stamped when actually sent, so our own lateness is not counted as relay
- * latency (it is reported separately as max_send_lag).
+ * latency (it is reported separately as max_send_lag).  Each worker walks
+ * the slots of its own clients: its j-th is round j / n_own of its
+ * (j % n_own)-th client.
  */
-static uint64_t paced_slot;
-
 static uint64_t slot_time(uint64_t k)
 {
 	return t_measure + (uint64_t)((double)k * 1e9 / (opt.rate * opt.clients));
 }
 
-static void paced_send_due(int tfd)
+static uint64_t own_slot(const struct worker *w, uint64_t j)
 {
-	uint64_t total = (uint64_t)opt.clients * opt.messages, now = now_ns();
+	return j / w->n_own * opt.clients + w->idx + j % w->n_own * opt.threads;
+}
+
+static void paced_send_due(struct worker *w)
+{
+	uint64_t total = (uint64_t)w->n_own * opt.messages, now = now_ns();
 	struct itimerspec its = { 0 };
 	char line[MAX_SIZE + 1];
 
-	while (paced_slot < total && slot_time(paced_slot) <= now) {
-		uint32_t id = (uint32_t)(paced_slot % opt.clients);
+	while (w->paced_next < total && slot_time(own_slot(w, w->paced_next)) <= now) {
+		uint64_t k = own_slot(w, w->paced_next++), due = slot_time(k);
+		uint32_t id = (uint32_t)(k % opt.clients);
 		struct client *c = &clients[id];
 
-		if (now - slot_time(paced_slot) > st.max_send_lag)
-			st.max_send_lag = now - slot_time(paced_slot);
-		paced_slot++;
+		if (now - due > w->st.max_send_lag)
+			w->st.max_send_lag = now - due;
 		if (c->closed)
 			continue;
 		format_line(line, id, c->next_seq++, now);
@@ -869,32 +953,284 @@ static void paced_send_due(int tfd)
 		send_pending(id, false);
 		now = now_ns();
 	}
-	if (paced_slot < total) {
-		uint64_t t = slot_time(paced_slot);
+	if (w->paced_next < total) {
+		uint64_t t = slot_time(own_slot(w, w->paced_next));
 
 		its.it_value.tv_sec = (time_t)(t / 1000000000u);
 		its.it_value.tv_nsec = (long)(t % 1000000000u);
 	}
 	/* An all-zero it_value disarms the timer once the schedule is done. */
-	timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+	timerfd_settime(w->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/* CPU time used so far by process `pid`, or by this one (pid 0), in ns;
+ * 0 if it cannot be read (the process is gone). */
+static uint64_t cpu_ns(int pid)
+{
+	clockid_t clk = CLOCK_PROCESS_CPUTIME_ID;
+	struct timespec ts;
+
+	if (pid > 0 && clock_getcpuclockid(pid, &clk) != 0)
+		return 0;
+	if (clock_gettime(clk, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* CPU time of the generator and the server over the measurement. */
+static struct {
+	uint64_t gen_start, server_start, gen_ns, server_ns, wall_ns;
+} cpu;
+
+static void *worker_main(void *arg);
+
+/*
+ * Starts the measurement: deals the clients out to the workers (client i
+ * to worker i % K: it moves from the setup epoll to its worker's) and
+ * starts workers 1..K-1; worker 0 is the caller.  Returns NULL or what
+ * failed.
+ */
+static const char *start_measuring(void)
+{
+	uint32_t id, i;
+	int err;
+
+	for (id = 0; id < opt.clients; id++) {
+		struct client *c = &clients[id];
+		struct worker *w = &workers[id % opt.threads];
+		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = id };
+
+		if (w == c->w)
+			continue;
+		if (c->want_out)
+			ev.events |= EPOLLOUT;
+		if (epoll_ctl(c->w->epfd, EPOLL_CTL_DEL, c->fd, NULL) < 0
+		    || epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+			perror("chat_loadgen: epoll_ctl");
+			return "cannot hand the clients to the workers";
+		}
+		c->w = w;
+	}
+	phase = PHASE_MEASURE;
+	t_measure = now_ns();
+	cpu.gen_start = cpu_ns(0);
+	if (opt.server_pid > 0)
+		cpu.server_start = cpu_ns(opt.server_pid);
+	for (i = 1; i < opt.threads; i++) {
+		err = pthread_create(&workers[i].tid, NULL, worker_main, &workers[i]);
+		if (err != 0) {
+			errno = err;
+			perror("chat_loadgen: pthread_create");
+			return "cannot start the worker threads";
+		}
+		workers[i].started = true;
+	}
+	return NULL;
+}
+
+/*
+ * Membership without sleeping: a client is a member once the server has
+ * written to it or relayed its hello (it reads a client only after accepting
+ * it).  Once all are members, every client sends R; those are relayed to all,
+ * so when each client holds N-1 of them, all N are in the member list.
+ *
+ * Connects are started a window at a time: a burst of 500 SYNs overflows a
+ * small listen backlog (ncat's is 10) and the kernel then retries only after
+ * a second, which would make setup time measure the backlog.  Any window of
+ * two or more makes progress, since each new hello proves its sender and
+ * reaches the earlier members.  Returns NULL, or what failed.
+ */
+
+static const char *advance_setup(void)
+{
+	uint32_t i;
+
+	if (phase == PHASE_HELLO) {
+		while (started < opt.clients && started - members < opt.window)
+			if (connect_client(started++) < 0) {
+				perror("chat_loadgen: connect to 127.0.0.1");
+				return "cannot open the clients";
+			}
+		if (members < opt.clients)
+			return NULL;
+		phase = PHASE_READY;
+		for (i = 0; i < opt.clients; i++)
+			send_control(i, 'R');
+	}
+	if (phase == PHASE_READY && ready_clients == opt.clients)
+		return start_measuring();
+	return NULL;
+}
+
+/*
+ * One worker's event loop.  Worker 0, on the main thread, first runs the
+ * setup with every client and then starts the others.  Returns when its
+ * own clients have every line (and have sent all theirs), at the idle
+ * timeout, at the deadline, or on an error (w->error).
+ */
+static void run_worker(struct worker *w)
+{
+	struct epoll_event events[MAX_EVENTS];
+	uint64_t idle_ns = (uint64_t)(opt.idle_s * 1e9);
+	uint32_t id;
+
+	for (;;) {
+		uint64_t now = now_ns(), wake;
+		int n, i, timeout_ms;
+
+		if (!w->measuring && phase == PHASE_MEASURE) {
+			/* The first lines go out right now, in the same loop turn. */
+			w->measuring = true;
+			if (opt.rate > 0) {
+				paced_send_due(w);
+			} else {
+				for_each_own(id, w)
+					if (!clients[id].closed)
+						flood_send(id);
+			}
+			now = now_ns();
+		}
+		if (w->measuring && w->st.received >= w->expected && unsent_lines(w) == 0)
+			break;
+		/* Lines still missing after a quiet spell are lost, not late (a
+		 * flood window may wait for them forever, so do not wait for it). */
+		if (w->measuring && all_idle(w, now, idle_ns)
+		    && (opt.rate == 0 || unsent_lines(w) == 0))
+			break;
+		if (now >= deadline) {
+			w->deadline_hit = true;
+			break;
+		}
+		if (!w->measuring && w->st.disconnected > 0) {
+			w->error = "the server closed a client during setup";
+			break;
+		}
+		if (w->measuring && opt.rate == 0 && now >= w->next_recheck) {
+			w->waiting = recheck_windows(w);
+			w->next_recheck = now + WINDOW_RECHECK_NS;
+		}
+		/* Wake for the deadline, the idle check or a window re-check,
+		 * whichever is first; at least every 100 ms so the checks above
+		 * stay current. */
+		wake = deadline;
+		if (w->measuring && last_arrival(w) + idle_ns < wake)
+			wake = last_arrival(w) + idle_ns;
+		if (w->waiting > 0 && w->next_recheck < wake)
+			wake = w->next_recheck;
+		timeout_ms = wake > now ? (int)((wake - now) / 1000000u) + 1 : 0;
+		if (timeout_ms > 100)
+			timeout_ms = 100;
+		n = epoll_wait(w->epfd, events, MAX_EVENTS, timeout_ms);
+		if (n < 0 && errno != EINTR) {
+			perror("chat_loadgen: epoll_wait");
+			w->error = "epoll_wait failed";
+			break;
+		}
+		for (i = 0; i < n; i++) {
+			struct client *c;
+
+			id = events[i].data.u32;
+			if (id == opt.clients) {
+				uint64_t expirations;
+
+				if (read(w->tfd, &expirations, sizeof(expirations)) > 0)
+					paced_send_due(w);
+				continue;
+			}
+			c = &clients[id];
+			if (c->closed)
+				continue;
+			if (!c->connected) {
+				if (finish_connect(id) < 0) {
+					perror("chat_loadgen: connect to 127.0.0.1");
+					w->error = "connect failed";
+					return;
+				}
+				continue;
+			}
+			if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+				read_client(id);
+			if (c->closed || !(events[i].events & EPOLLOUT))
+				continue;
+			if (w->measuring && opt.rate == 0)
+				flood_send(id);
+			else
+				send_pending(id, false);
+		}
+		if (phase != PHASE_MEASURE && (w->error = advance_setup()) != NULL)
+			break;
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	run_worker(arg);
+	return NULL;
+}
+
+/* Adds one latency distribution to another. */
+static void lat_merge(struct latency *into, const struct latency *from)
+{
+	unsigned i;
+
+	for (i = 0; i < HIST_BUCKETS; i++)
+		into->hist[i] += from->hist[i];
+	into->count += from->count;
+	if (from->max > into->max)
+		into->max = from->max;
+}
+
+/* Sums the workers' statistics into *st. */
+static void merge_stats(struct stats *st)
+{
+	uint32_t i;
+
+	memset(st, 0, sizeof(*st));
+	for (i = 0; i < opt.threads; i++) {
+		const struct stats *w = &workers[i].st;
+
+		st->received += w->received;
+		st->broken += w->broken;
+		st->broken_setup += w->broken_setup;
+		st->ignored += w->ignored;
+		st->echoed += w->echoed;
+		st->out_of_order += w->out_of_order;
+		st->disconnected += w->disconnected;
+		st->unstamped += w->unstamped;
+		lat_merge(&st->lat, &w->lat);
+		lat_merge(&st->read_lat, &w->read_lat);
+		if (w->max_send_lag > st->max_send_lag)
+			st->max_send_lag = w->max_send_lag;
+	}
 }
 
 /* Prints the JSON line (stdout) and the human line (stderr). */
 static void report(const char *error, bool deadline_hit)
 {
 	uint64_t expected = (uint64_t)opt.clients * (opt.clients - 1) * opt.messages;
-	uint64_t lost = 0, extra = 0, unsent = phase == PHASE_MEASURE ? unsent_lines() : 0;
+	uint64_t lost = 0, extra = 0, unsent = 0, last_rx = t_measure;
 	double wall = 0, rate = 0;
 	uint32_t r, s, listed = 0, senders_with_loss = 0;
 	uint64_t *lost_by = calloc(opt.clients, sizeof(*lost_by));
+	struct stats *st = calloc(1, sizeof(*st));
 
-	if (phase == PHASE_MEASURE && st.last_rx_ns > t_measure)
-		wall = (double)(st.last_rx_ns - t_measure) / 1e9;
+	if (!st) {
+		perror("chat_loadgen: calloc");
+		exit(1);
+	}
+	merge_stats(st);
+	for (r = 0; phase == PHASE_MEASURE && r < opt.threads; r++) {
+		unsent += unsent_lines(&workers[r]);
+		if (last_arrival(&workers[r]) > last_rx)
+			last_rx = last_arrival(&workers[r]);
+	}
+	if (phase == PHASE_MEASURE && last_rx > t_measure)
+		wall = (double)(last_rx - t_measure) / 1e9;
 	if (wall > 0)
-		rate = (double)st.received / wall;
+		rate = (double)st->received / wall;
 	for (r = 0; phase == PHASE_MEASURE && r < opt.clients; r++) {
 		for (s = 0; s < opt.clients; s++) {
-			uint32_t n = st.pair_count[(size_t)r * opt.clients + s];
+			uint32_t n = pair_count[(size_t)r * opt.clients + s];
 
 			if (r == s)
 				continue;
@@ -908,9 +1244,11 @@ static void report(const char *error, bool deadline_hit)
 		}
 	}
 	printf("{\"port\":%d,\"clients\":%" PRIu32 ",\"messages\":%" PRIu32
-	    ",\"size\":%" PRIu32 ",\"mode\":\"%s\",\"rate\":%g,\"backlog\":%.0f",
+	    ",\"size\":%" PRIu32 ",\"mode\":\"%s\",\"rate\":%g,\"backlog\":%.0f"
+	    ",\"threads\":%" PRIu32,
 	    opt.port, opt.clients, opt.messages, opt.size,
-	    opt.rate > 0 ? "paced" : "flood", opt.rate, opt.rate > 0 ? 0 : opt.backlog);
+	    opt.rate > 0 ? "paced" : "flood", opt.rate, opt.rate > 0 ? 0 : opt.backlog,
+	    opt.threads);
 	printf(",\"ok\":%s", error ? "false" : "true");
 	if (error)
 		printf(",\"error\":\"%s\"", error);
@@ -918,22 +1256,29 @@ static void report(const char *error, bool deadline_hit)
 	    phase == PHASE_MEASURE ? (double)(t_measure - t_start) / 1e9 : 0.0,
 	    wall, deadline_hit ? "true" : "false");
 	printf(",\"expected\":%" PRIu64 ",\"received\":%" PRIu64
-	    ",\"deliveries_per_s\":%.1f", expected, st.received, rate);
+	    ",\"deliveries_per_s\":%.1f", expected, st->received, rate);
+	/* CPU over the measurement (start of sending to the last worker's end). */
+	printf(",\"cpu_wall_s\":%.6f,\"gen_cpu_s\":%.6f", (double)cpu.wall_ns / 1e9,
+	    (double)cpu.gen_ns / 1e9);
+	if (cpu.server_ns > 0)
+		printf(",\"server_cpu_s\":%.6f", (double)cpu.server_ns / 1e9);
+	else
+		printf(",\"server_cpu_s\":null");
 	printf(",\"lat_p50_us\":%.3f,\"lat_p99_us\":%.3f,\"lat_max_us\":%.3f",
-	    (double)lat_quantile(&st.lat, 0.50) / 1e3,
-	    (double)lat_quantile(&st.lat, 0.99) / 1e3, (double)st.lat.max / 1e3);
+	    (double)lat_quantile(&st->lat, 0.50) / 1e3,
+	    (double)lat_quantile(&st->lat, 0.99) / 1e3, (double)st->lat.max / 1e3);
 	printf(",\"lat_read_p50_us\":%.3f,\"lat_read_p99_us\":%.3f"
 	    ",\"lat_read_max_us\":%.3f,\"unstamped_reads\":%" PRIu64,
-	    (double)lat_quantile(&st.read_lat, 0.50) / 1e3,
-	    (double)lat_quantile(&st.read_lat, 0.99) / 1e3,
-	    (double)st.read_lat.max / 1e3, st.unstamped);
+	    (double)lat_quantile(&st->read_lat, 0.50) / 1e3,
+	    (double)lat_quantile(&st->read_lat, 0.99) / 1e3,
+	    (double)st->read_lat.max / 1e3, st->unstamped);
 	printf(",\"broken\":%" PRIu64 ",\"broken_setup\":%" PRIu64
 	    ",\"ignored\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"out_of_order\":%" PRIu64
 	    ",\"duplicates\":%" PRIu64 ",\"echoed\":%" PRIu64
 	    ",\"unsent\":%" PRIu64 ",\"disconnected\":%" PRIu64
 	    ",\"max_send_lag_us\":%.3f",
-	    st.broken, st.broken_setup, st.ignored, lost, st.out_of_order, extra,
-	    st.echoed, unsent, st.disconnected, (double)st.max_send_lag / 1e3);
+	    st->broken, st->broken_setup, st->ignored, lost, st->out_of_order, extra,
+	    st->echoed, unsent, st->disconnected, (double)st->max_send_lag / 1e3);
 	/* Per sender: lines lost on the way to all its receivers. */
 	printf(",\"lost_by_sender\":{");
 	for (s = 0; lost_by && s < opt.clients; s++) {
@@ -947,23 +1292,24 @@ static void report(const char *error, bool deadline_hit)
 	fflush(stdout);
 	free(lost_by);
 
-	if (opt.quiet)
-		return;
-	if (error) {
+	if (!opt.quiet && error) {
 		fprintf(stderr, "chat_loadgen: %s (members %" PRIu32 "/%" PRIu32
 		    ", ready %" PRIu32 "/%" PRIu32 ")\n",
 		    error, members, opt.clients, ready_clients, opt.clients);
-		return;
+	} else if (!opt.quiet) {
+		fprintf(stderr, "chat_loadgen: %s %" PRIu32 " clients x %" PRIu32
+		    " lines of %" PRIu32 " B, %" PRIu32 " threads: %.0f deliveries/s"
+		    " over %.3f s, latency p50 %.1f us p99 %.1f us max %.1f us, %"
+		    PRIu64 "/%" PRIu64 " received, lost %" PRIu64 ", out of order %"
+		    PRIu64 ", broken %" PRIu64 "%s\n",
+		    opt.rate > 0 ? "paced" : "flood", opt.clients, opt.messages,
+		    opt.size, opt.threads, rate, wall,
+		    (double)lat_quantile(&st->lat, 0.50) / 1e3,
+		    (double)lat_quantile(&st->lat, 0.99) / 1e3, (double)st->lat.max / 1e3,
+		    st->received, expected, lost, st->out_of_order, st->broken,
+		    deadline_hit ? " (deadline hit)" : "");
 	}
-	fprintf(stderr, "chat_loadgen: %s %" PRIu32 " clients x %" PRIu32
-	    " lines of %" PRIu32 " B: %.0f deliveries/s over %.3f s, latency p50 %.1f"
-	    " us p99 %.1f us max %.1f us, %" PRIu64 "/%" PRIu64 " received, lost %"
-	    PRIu64 ", out of order %" PRIu64 ", broken %" PRIu64 "%s\n",
-	    opt.rate > 0 ? "paced" : "flood", opt.clients, opt.messages, opt.size,
-	    rate, wall, (double)lat_quantile(&st.lat, 0.50) / 1e3,
-	    (double)lat_quantile(&st.lat, 0.99) / 1e3, (double)st.lat.max / 1e3,
-	    st.received, expected, lost, st.out_of_order, st.broken,
-	    deadline_hit ? " (deadline hit)" : "");
+	free(st);
 }
 
 /* Allocates the clients and the per-pair counters.  Returns -1 on failure. */
@@ -972,10 +1318,9 @@ static int open_clients(void)
 	uint32_t i;
 
 	clients = calloc(opt.clients, sizeof(*clients));
-	st.pair_count = calloc((size_t)opt.clients * opt.clients, sizeof(uint32_t));
-	st.pair_next = calloc((size_t)opt.clients * opt.clients, sizeof(uint32_t));
-	st.by_sender = calloc(opt.clients, sizeof(uint64_t));
-	if (!clients || !st.pair_count || !st.pair_next || !st.by_sender)
+	pair_count = calloc((size_t)opt.clients * opt.clients, sizeof(uint32_t));
+	pair_next = calloc((size_t)opt.clients * opt.clients, sizeof(uint32_t));
+	if (!clients || !pair_count || !pair_next)
 		return -1;
 	for (i = 0; i < opt.clients; i++) {
 		clients[i].fd = -1;
@@ -998,152 +1343,100 @@ static void close_clients(void)
 		free(clients[i].out);
 	}
 	free(clients);
-	free(st.pair_count);
-	free(st.pair_next);
-	free(st.by_sender);
+	free(pair_count);
+	free(pair_next);
+}
+
+/* Gives each worker its epoll, its timer (id N in that epoll) and its
+ * delivery counters.  Returns -1 on failure. */
+static int open_workers(void)
+{
+	uint32_t i;
+
+	for (i = 0; i < opt.threads; i++) {
+		struct worker *w = &workers[i];
+		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = opt.clients };
+
+		w->idx = i;
+		w->n_own = (opt.clients - i + opt.threads - 1) / opt.threads;
+		w->expected = (uint64_t)w->n_own * (opt.clients - 1) * opt.messages;
+		w->epfd = epoll_create1(0);
+		w->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+		w->delivered = calloc(opt.clients, sizeof(*w->delivered));
+		if (w->epfd < 0 || w->tfd < 0 || !w->delivered
+		    || epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->tfd, &ev) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Frees what open_workers() took. */
+static void close_workers(void)
+{
+	uint32_t i;
+
+	for (i = 0; i < opt.threads; i++) {
+		if (workers[i].epfd > 0)
+			close(workers[i].epfd);
+		if (workers[i].tfd > 0)
+			close(workers[i].tfd);
+		free(workers[i].delivered);
+	}
 }
 
 int main(int argc, char **argv)
 {
-	struct epoll_event events[MAX_EVENTS];
-	uint64_t expected, deadline, idle_ns;
 	const char *error = NULL;
-	bool deadline_hit = false, measuring = false;
-	int tfd = -1, status = 0;
+	bool deadline_hit = false;
+	uint32_t i;
 
 	parse_args(argc, argv);
 	memset(padding, 'x', sizeof(padding));
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	expected = (uint64_t)opt.clients * (opt.clients - 1) * opt.messages;
-	idle_ns = (uint64_t)(opt.idle_s * 1e9);
-	if (raise_nofile((rlim_t)opt.clients + 32) < 0) {
+	if (raise_nofile((rlim_t)opt.clients + 32 + 2 * opt.threads) < 0) {
 		fprintf(stderr, "chat_loadgen: cannot open %" PRIu32 " sockets: "
 		    "RLIMIT_NOFILE hard limit too low\n", opt.clients);
 		return 1;
 	}
 	t_start = now_ns();
 	deadline = t_start + (uint64_t)(opt.deadline_s * 1e9);
-	epfd = epoll_create1(0);
-	tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
-	if (epfd < 0 || tfd < 0) {
-		perror("chat_loadgen: epoll/timerfd");
-		return 1;
-	}
-	{
-		/* The timer's id is N: one past the last client. */
-		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = opt.clients };
-
-		epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, &ev);
-	}
-	if (open_clients() < 0 || advance_setup() < 0) {
-		perror("chat_loadgen: connect to 127.0.0.1");
-		error = "cannot open the clients";
-		status = 1;
+	if (open_workers() < 0 || open_clients() < 0) {
+		perror("chat_loadgen: setup");
+		error = "cannot set up the workers";
 		goto out;
 	}
+	error = advance_setup();
+	if (!error)
+		run_worker(&workers[0]);
+	for (i = 1; i < opt.threads; i++)
+		if (workers[i].started)
+			pthread_join(workers[i].tid, NULL);
+	if (phase == PHASE_MEASURE) {
+		cpu.wall_ns = now_ns() - t_measure;
+		cpu.gen_ns = cpu_ns(0) - cpu.gen_start;
+		if (opt.server_pid > 0 && cpu.server_start > 0) {
+			uint64_t end = cpu_ns(opt.server_pid);
 
-	for (;;) {
-		uint64_t now = now_ns(), wake;
-		int n, i, timeout_ms;
-
-		if (!measuring && phase == PHASE_MEASURE) {
-			uint32_t id;
-
-			/* The first lines go out right now, in the same loop turn. */
-			measuring = true;
-			if (opt.rate > 0) {
-				paced_send_due(tfd);
-			} else {
-				for (id = 0; id < opt.clients; id++)
-					if (!clients[id].closed)
-						flood_send(id);
-			}
-			now = now_ns();
+			cpu.server_ns = end > cpu.server_start ? end - cpu.server_start : 0;
 		}
-		if (measuring && st.received >= expected)
-			break;
-		/* Lines still missing after a quiet spell are lost, not late (a
-		 * flood window may wait for them forever, so do not wait for it). */
-		if (measuring && now > idle_base() + idle_ns
-		    && (opt.rate == 0 || unsent_lines() == 0))
-			break;
-		if (now >= deadline) {
-			deadline_hit = true;
-			break;
-		}
-		if (!measuring && st.disconnected > 0) {
-			error = "the server closed a client during setup";
-			status = 1;
-			break;
-		}
-		/* Wake for the deadline or the idle check, whichever is first;
-		 * at least every 100 ms so the checks above stay current. */
-		wake = deadline;
-		if (measuring && idle_base() + idle_ns < wake)
-			wake = idle_base() + idle_ns;
-		timeout_ms = wake > now ? (int)((wake - now) / 1000000u) + 1 : 0;
-		if (timeout_ms > 100)
-			timeout_ms = 100;
-		n = epoll_wait(epfd, events, MAX_EVENTS, timeout_ms);
-		if (n < 0 && errno != EINTR) {
-			perror("chat_loadgen: epoll_wait");
-			error = "epoll_wait failed";
-			status = 1;
-			break;
-		}
-		for (i = 0; i < n; i++) {
-			uint32_t id = events[i].data.u32;
-			struct client *c;
-
-			if (id == opt.clients) {
-				uint64_t expirations;
-
-				if (read(tfd, &expirations, sizeof(expirations)) > 0)
-					paced_send_due(tfd);
-				continue;
-			}
-			c = &clients[id];
-			if (c->closed)
-				continue;
-			if (!c->connected) {
-				if (finish_connect(id) < 0) {
-					perror("chat_loadgen: connect to 127.0.0.1");
-					error = "connect failed";
-					status = 1;
-					goto out;
-				}
-				continue;
-			}
-			if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-				read_client(id);
-			if (c->closed || !(events[i].events & EPOLLOUT))
-				continue;
-			if (measuring && opt.rate == 0)
-				flood_send(id);
-			else
-				send_pending(id, false);
-		}
-		if (phase != PHASE_MEASURE && advance_setup() < 0) {
-			perror("chat_loadgen: connect to 127.0.0.1");
-			error = "cannot open the clients";
-			status = 1;
-			break;
-		}
+	}
+	for (i = 0; i < opt.threads; i++) {
+		if (!error)
+			error = workers[i].error;
+		deadline_hit |= workers[i].deadline_hit;
 	}
 	if (!error && phase != PHASE_MEASURE) {
 		error = phase == PHASE_HELLO
 		    ? "membership not confirmed before the deadline"
 		    : "not every client saw every ready line before the deadline";
-		status = 1;
 	}
 out:
 	report(error, deadline_hit);
 	close_clients();
+	close_workers();
 	if (opt.strip)
 		regfree(&strip_re);
 	if (opt.ignore)
 		regfree(&ignore_re);
-	close(tfd);
-	close(epfd);
-	return status;
+	return error ? 1 : 0;
 }
