@@ -128,6 +128,30 @@ def warnings(grade: dict) -> list[str]:
     return list((grade.get("build") or {}).get("warnings") or [])
 
 
+def build_item(grade: dict) -> dict | None:
+    """The rubric item that scores the build (id or category "build"), if any."""
+    return next((i for i in grade.get("items") or []
+                 if i.get("id") == "build" or i.get("category") == "build"), None)
+
+
+def build_details(grade: dict, max_log: int = 8000, max_warnings: int = 20) -> str:
+    """What to attach to the build's test: the compiler's output when the
+    build failed, else its warnings."""
+    build = grade.get("build") or {}
+    if not build.get("ok", True) or grade.get("status") == "build_failed":
+        log = safe_text(build.get("log") or "(no compiler output)")
+        if len(log) > max_log:
+            log = log[:max_log] + f"\n... ({len(log) - max_log} more characters not shown)"
+        return "Compiler output:\n" + log
+    warns = warnings(grade)
+    if not warns:
+        return ""
+    lines = [f"Compiler warnings ({len(warns)}):"] + [safe_text(w) for w in warns[:max_warnings]]
+    if len(warns) > max_warnings:
+        lines.append(f"... and {len(warns) - max_warnings} more")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------
 # Transcripts (the dicts of harness.transcript.Event.to_dict())
 # --------------------------------------------------------------------------

@@ -1,18 +1,18 @@
 """Gradescope's results.json: what an autograder leaves in
 /autograder/results/results.json.
 
-One test per rubric item (tagged with its category), plus a "build" test
-worth 0 points when the build failed (the compiler's errors) or a "grader"
-test when the grader itself failed.  The tests' scores add up to the score.
+One test per rubric item (tagged with its category); the build's test
+carries the compiler's errors when the build failed; a "Grader" test says
+so when the grader itself failed.  The tests' scores add up to the score.
 """
 
 from __future__ import annotations
 
-from . import (failure_fields, first_failing_check, item_valgrind, own_files, points,
-               safe_text, status_sentence, title, transcript_text, valgrind_lines, warnings)
+from . import (build_details, build_item, failure_fields, first_failing_check, item_valgrind,
+               own_files, points, safe_text, status_sentence, title, transcript_text,
+               valgrind_lines, warnings)
 
 MAX_OUTPUT_CHARS = 20000      # per test: a transcript must not drown the page
-MAX_LOG_CHARS = 8000
 MAX_WARNINGS_LISTED = 20
 
 
@@ -62,8 +62,8 @@ def item_output(item: dict) -> str:
     if check is not None and check.get("outcome") == "failed":
         parts.append(f"Check: {safe_text(check.get('name') or check.get('nodeid', ''))}")
         for label, text in failure_fields(check):
-            parts.append(f"{label.capitalize()}:\n{safe_text(text).rstrip()}" if "\n" in text
-                         else f"{label.capitalize()}: {safe_text(text)}")
+            text = safe_text(text).rstrip("\n")
+            parts.append(f"{label.capitalize()}:\n{text}" if "\n" in text else f"{label.capitalize()}: {text}")
         if check.get("transcript"):
             parts.append("Transcript (the last events):\n" + transcript_text(check["transcript"]))
     for vcheck, vg in item_valgrind(item):
@@ -85,25 +85,36 @@ def _test(name: str, score: float, max_score: float, passed: bool, output: str,
 
 
 def to_results_json(grade: dict) -> dict:
-    """The results.json dict for GRADE, whatever its status."""
+    """The results.json dict for GRADE, whatever its status.
+
+    The build's test is the rubric's build item when there is one (with the
+    compiler's errors or warnings appended); otherwise a "Build" test is
+    added when the build failed or when the grade's points are not all in
+    items, so that the tests always add up to the score."""
     status = grade.get("status", "graded")
-    build = grade.get("build") or {}
+    items = grade.get("items") or []
+    the_build = build_item(grade)
     tests = []
-    if status == "build_failed":
-        log = safe_text(build.get("log") or "(no compiler output)")
-        tests.append(_test("Build", 0, 0, False,
-                           status_sentence(grade) + "\n\n" + _cap(log, MAX_LOG_CHARS), ["build"], "0"))
-    elif status == "grader_error":
+    if status == "grader_error":
         notes = "\n".join(safe_text(n) for n in grade.get("notes") or [])
         tests.append(_test("Grader", 0, 0, False, status_sentence(grade) + ("\n\n" + notes if notes else ""),
                            ["grader"], "0"))
-    for n, item in enumerate(grade.get("items") or [], 1):
+    rest_score = float(grade.get("score") or 0) - sum(float(i.get("score") or 0) for i in items)
+    rest_max = float(grade.get("max_score") or 0) - sum(float(i.get("max_score") or 0) for i in items)
+    if the_build is None and (status == "build_failed" or abs(rest_score) > 0.005 or abs(rest_max) > 0.005):
+        ok = status != "build_failed" and (grade.get("build") or {}).get("ok", True)
+        text = "\n\n".join(p for p in (status_sentence(grade) if not ok else "", build_details(grade)) if p)
+        tests.append(_test("Build", rest_score, rest_max, ok and rest_score >= rest_max, text, ["build"], "0"))
+    for n, item in enumerate(items, 1):
         output = item_output(item)
+        if item is the_build:
+            failed = status_sentence(grade) if status == "build_failed" else ""
+            output = "\n\n".join(p for p in (failed, output, build_details(grade)) if p)
         if item.get("status") == "skipped" and not output:
             output = "skipped"
         tests.append(_test(f"{item.get('id')}: {safe_text(item.get('name', ''))}",
                            item.get("score") or 0.0, item.get("max_score") or 0.0,
-                           item.get("status") == "passed", output,
+                           item.get("status") == "passed", _cap(output, MAX_OUTPUT_CHARS),
                            [item.get("category") or "other"], str(n)))
     return {
         "score": round(float(grade.get("score") or 0.0), 4),

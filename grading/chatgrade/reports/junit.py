@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from . import (failure_fields, first_failing_check, item_valgrind, own_files, points,
+from . import (build_details, build_item, failure_fields, first_failing_check, item_valgrind, own_files, points,
                safe_line, safe_text, status_sentence, title, transcript_text, valgrind_lines,
                warnings)
 
@@ -24,13 +24,13 @@ def _properties(parent: ET.Element, props: list[tuple[str, object]]) -> None:
         ET.SubElement(el, "property", name=name, value=safe_line(value))
 
 
-def _failure_text(item: dict) -> str:
-    parts = [safe_text(item.get("output") or "").rstrip()]
+def _failure_text(item: dict, extra: str = "") -> str:
+    parts = [safe_text(item.get("output") or "").rstrip(), extra]
     for d in item.get("deductions") or []:
         parts.append(f"-{points(d.get('points'))}: {safe_text(d.get('reason', ''))}")
     check = first_failing_check(item)
     if check is not None and check.get("outcome") == "failed":
-        parts.append(f"check: {safe_text(check.get('nodeid') or check.get('name', ''))}")
+        parts.append(f"check: {safe_text(check.get('name', ''))} ({safe_text(check.get('nodeid', ''))})")
         parts += [f"{label}: {safe_text(text)}" for label, text in failure_fields(check)]
         if check.get("transcript"):
             parts.append("transcript:\n" + transcript_text(check["transcript"]))
@@ -39,7 +39,7 @@ def _failure_text(item: dict) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def _testcase(suite: ET.Element, item: dict) -> tuple[str, float]:
+def _testcase(suite: ET.Element, item: dict, extra: str = "") -> tuple[str, float]:
     """Add ITEM's testcase; returns its status and time."""
     duration = sum(float(c.get("duration") or 0.0) for c in item.get("checks") or [])
     case = ET.SubElement(suite, "testcase", classname=safe_line(item.get("category") or "other"),
@@ -52,11 +52,11 @@ def _testcase(suite: ET.Element, item: dict) -> tuple[str, float]:
     elif status != "passed":
         failure = ET.SubElement(case, "failure", message=safe_line(
             (item.get("output") or "failed").strip().split("\n")[0], 500))
-        failure.text = _failure_text(item)
-    elif item.get("deductions"):
-        # Passed with points off (a leak): say so where CI shows output.
+        failure.text = _failure_text(item, extra)
+    elif item.get("deductions") or extra:
+        # Passed with points off (a leak) or warnings: say so where CI shows output.
         out = ET.SubElement(case, "system-out")
-        out.text = _failure_text(item)
+        out.text = _failure_text(item, extra)
     return status, duration
 
 
@@ -75,22 +75,22 @@ def to_junit_xml(grade: dict) -> str:
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     total_time = 0.0
     status = grade.get("status", "graded")
-    if status in ("build_failed", "grader_error"):
-        case = ET.SubElement(suite, "testcase", classname="build" if status == "build_failed" else "grader",
-                             name="build" if status == "build_failed" else "grader",
+    the_build = build_item(grade)
+    synthetic = [("grader", "error", "\n".join(safe_text(n) for n in grade.get("notes") or []))] \
+        if status == "grader_error" else []
+    if status == "build_failed" and the_build is None:
+        synthetic.append(("build", "failure", build_details(grade, MAX_LOG_CHARS)))
+    for name, tag, text in synthetic:
+        case = ET.SubElement(suite, "testcase", classname=name, name=name,
                              time=f"{float(build.get('duration') or 0.0):.3f}")
         _properties(case, [("score", "0"), ("max_score", "0")])
-        tag = "failure" if status == "build_failed" else "error"
         el = ET.SubElement(case, tag, message=status_sentence(grade))
-        if status == "build_failed":
-            log = build.get("log") or ""
-        else:
-            log = "\n".join(grade.get("notes") or [])
-        el.text = safe_text(log[:MAX_LOG_CHARS])
+        el.text = text
         counts["tests"] += 1
         counts["failures" if tag == "failure" else "errors"] += 1
     for item in grade.get("items") or []:
-        item_status, duration = _testcase(suite, item)
+        item_status, duration = _testcase(suite, item, build_details(grade, MAX_LOG_CHARS)
+                                          if item is the_build else "")
         counts["tests"] += 1
         total_time += duration
         if item_status == "skipped":

@@ -27,10 +27,6 @@ def cell(text: object, limit: int = 120) -> str:
     return safe_line(text, limit).replace("\\", "\\\\").replace("|", "\\|")
 
 
-def _anchor(item: dict) -> str:
-    return re.sub(r"[^a-z0-9-]+", "-", str(item.get("id", "")).lower()).strip("-")
-
-
 def _failure(item: dict) -> list[str]:
     status = MARKER.get(item.get("status"), "FAIL")
     out = [f"### {status} {cell(item.get('id'))}: {cell(item.get('name', ''), 200)}"
@@ -82,7 +78,7 @@ def to_markdown(grade: dict) -> str:
                        f"{cell(item.get('id'))}: {cell(item.get('name', ''))} | {cell(item.get('category'))} | "
                        f"{points(item.get('score'))}/{points(item.get('max_score'))} |")
         out.append("")
-    if grade.get("status") == "build_failed":
+    if grade.get("status") == "build_failed" or not build.get("ok", True):
         out += ["## Build log", "", fence(safe_text(build.get("log") or "(no output)")[:MAX_LOG_CHARS]), ""]
     lost = [i for i in items if i.get("status") == "failed" or i.get("deductions")
             or (i.get("status") != "skipped" and (i.get("score") or 0) < (i.get("max_score") or 0))]

@@ -67,4 +67,4 @@ def summary_table(grade: dict, color: bool | None = None) -> str:
             word = "FAIL" if item.get("status") == "failed" else "-PTS"
             pts = f"{points(item.get('score'))}/{points(item.get('max_score'))}"
             lines.append(f"  {_paint(word, 'red', color)} {safe_line(item.get('id'), 40)} ({pts}): {why(item)}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(line.rstrip() for line in lines) + "\n"
