@@ -74,6 +74,7 @@ def _transcript(extra_lines: int = 0) -> list[dict]:
     evs.append(Event(t + 0.001, "script", "step", detail="line 3: a says hello"))
     evs.append(Event(t + 0.002, "a", "send", b"hello everyone, this is a fairly long line of chat\n"))
     evs.append(Event(t + 0.003, "c", "recv", b"hello everyone, this is a fairly long line of chat\n"))
+    t += 0.003
     for n in range(extra_lines):
         t += 0.001
         evs.append(Event(t, "a", "send", f"line {n}\n".encode()))

@@ -80,9 +80,10 @@ th { background: var(--bg2); } td.num, th.num { text-align: right; white-space: 
 .checks { font-size: .9em; } .checks td { padding: .2em .5em; }
 .frames { font: 12.5px/1.4 "DejaVu Sans Mono", monospace; margin: .2em 0 .6em 1.2em; padding: 0; }
 .frames li.own { font-weight: 700; color: var(--fail); }
-.src .hit { background: #ffebe9; display: block; font-weight: 700; }
-.log .warn { background: #fff8c5; display: block; } .log .err { background: #ffebe9; display: block;
-             font-weight: 700; } .log .note { color: var(--muted); }
+pre.lines > span { display: block; min-height: 1.4em; }   /* one line each, no newline between */
+.src .hit { background: #ffebe9; font-weight: 700; }
+.log .warn { background: #fff8c5; } .log .err { background: #ffebe9; font-weight: 700; }
+.log .note { color: var(--muted); }
 details > summary { cursor: pointer; color: var(--muted); }
 """
 
@@ -101,13 +102,16 @@ def _is_server(actor: str) -> bool:
     return actor == "server" or actor.startswith("server")
 
 
-def _lanes(events: list[dict]) -> tuple[list[str], dict[str, int]]:
-    """Lane titles, and the lane of each actor: servers first, then actors
-    in order of appearance; past MAX_LANES the rest share the last lane."""
+def _lanes(events: list[dict], shown: list[dict]) -> tuple[list[str], dict[str, int]]:
+    """Lane titles, and the lane of each actor with an event in SHOWN:
+    servers first, then actors in order of their first event in EVENTS (so
+    a cut timeline keeps a, b, c in order); past MAX_LANES the rest share
+    the last lane."""
+    present = {str(ev.get("actor", "")) for ev in shown}
     actors: list[str] = []
     for ev in events:
         a = str(ev.get("actor", ""))
-        if a not in actors and a not in BAND_ACTORS and ev.get("kind") != "step":
+        if a in present and a not in actors and a not in BAND_ACTORS and ev.get("kind") != "step":
             actors.append(a)
     actors.sort(key=lambda a: not _is_server(a))  # stable: servers first
     lane_of = {}
@@ -127,10 +131,10 @@ def _text(x: float, y: float, text: str, cls: str, anchor: str = "start", color:
 def timeline_svg(events: list[dict], uid: str = "t", failing_step: str = "") -> str:
     """EVENTS (Event.to_dict() dicts) as an SVG message sequence chart: one
     lane per actor, time going down, the last MAX_EVENTS events."""
-    events = list(events or [])
-    omitted = max(0, len(events) - MAX_EVENTS)
-    events = events[omitted:]
-    titles, lane_of = _lanes(events)
+    everything = list(events or [])
+    omitted = max(0, len(everything) - MAX_EVENTS)
+    events = everything[omitted:]
+    titles, lane_of = _lanes(everything, events)
     lanes = max(1, len(titles))
     lane_w = 220 if lanes <= 3 else 180 if lanes <= 5 else 150
     width = TIME_W + lanes * lane_w + 20
@@ -204,9 +208,14 @@ def _event(ev: dict, y: float, lane_of: dict[str, int], server_lane: int | None,
         head = f' marker-end="url(#{uid}-{"recv" if kind == "recv" else "send"})"'
         parts.append(f'<line x1="{x1:.0f}" y1="{y:.0f}" x2="{x2:.0f}" y2="{y:.0f}" stroke="{color}" '
                      f'stroke-width="1.5"{dash}{head}/>')
-        room = int(abs(x2 - x1) / CHAR_W) - 2
         text = label if kind != "connect" else f"connect {label}".strip()
-        parts.append(_text((x1 + x2) / 2, y - 4, esc_line(text, max(room, 10)), "msg", "middle", color))
+        room = int(abs(x2 - x1) / CHAR_W) - 2
+        if len(text) <= room:
+            parts.append(_text((x1 + x2) / 2, y - 4, esc_line(text), "msg", "middle", color))
+        else:   # a short arrow: the label runs on to the right, over the lanes
+            left = min(x1, x2) + 6
+            room = min(int((width - left - 10) / CHAR_W), 80)
+            parts.append(_text(left, y - 4, esc_line(text, max(room, 10)), "msg", "start", color))
     else:
         shape = {"close": "x", "exit": "x", "signal": "x"}.get(kind, "o")
         if shape == "x":
@@ -216,7 +225,9 @@ def _event(ev: dict, y: float, lane_of: dict[str, int], server_lane: int | None,
             parts.append(f'<circle cx="{x:.0f}" cy="{y:.0f}" r="4.5" fill="{color}"/>')
         room = int((width - x - 20) / CHAR_W)
         room = min(room, int(1.6 * lane_w / CHAR_W))
-        parts.append(_text(x + 9, y + 4, esc_line(f"{kind} {label}".strip(), max(room, 12)), "msg", "start", color))
+        if kind not in ("close", "note") or not label:
+            label = f"{kind} {label}".strip()
+        parts.append(_text(x + 9, y + 4, esc_line(label, max(room, 12)), "msg", "start", color))
     parts.append("</g>")
     return "".join(parts)
 
@@ -284,10 +295,10 @@ def _source_block(src: dict) -> str:
     lines = []
     for line in safe_text(src.get("excerpt") or "").splitlines():
         cls = ' class="hit"' if line.startswith(">") else ""
-        lines.append(f"<span{cls}>{html.escape(line)}</span>" if cls else html.escape(line))
+        lines.append(f"<span{cls}>{html.escape(line)}</span>")
     where = f"{src.get('file')}:{src.get('line')}" + (f" in {src['fn']}" if src.get("fn") else "")
     what = f" &mdash; {esc(src['what'])}" if src.get("what") else ""
-    return f"<h4><code>{esc(where)}</code>{what}</h4><pre class=\"src\">{chr(10).join(lines)}</pre>"
+    return f"<h4><code>{esc(where)}</code>{what}</h4><pre class=\"src lines\">{''.join(lines)}</pre>"
 
 
 def _valgrind(check: dict, vg: dict) -> str:
@@ -347,8 +358,10 @@ def _item(item: dict, n: int) -> str:
         if events:
             shown = min(len(events), MAX_EVENTS)
             left = len(events) - shown
-            out.append(f"<h4>Timeline</h4><p class=\"muted\">The last {shown} events"
-                       + (f"; {left} earlier events are left out" if left else "") + ".</p>")
+            out.append("<h4>Timeline</h4><p class=\"muted\">"
+                       + (f"The last {shown} events; {left} earlier events are left out." if left
+                          else f"All {shown} events.")
+                       + " Hover over an event for its full text.</p>")
             out.append(f'<div class="timeline">{timeline_svg(events, f"tl{n}", fields.get("step", ""))}</div>')
             out.append(f"<details><summary>Transcript as text</summary><pre>"
                        f"{html.escape(transcript_text(events, last=None))}</pre></details>")
@@ -378,7 +391,7 @@ def _build(grade: dict) -> str:
     lines = []
     for line in safe_text(build.get("log") or "")[:MAX_LOG_CHARS].splitlines():
         cls = next((c for pattern, c in _LOG_CLASS if pattern.search(line)), "")
-        lines.append(f'<span class="{cls}">{html.escape(line)}</span>' if cls else html.escape(line))
+        lines.append(f'<span class="{cls}">{html.escape(line)}</span>' if cls else f"<span>{html.escape(line)}</span>")
     warns = warnings(grade)
     out = [f'<section id="build"><h2>Build</h2><p>{esc(build.get("system", "?"))}: '
            f'{"ok" if build.get("ok") else "<strong>failed</strong>"}'
@@ -387,11 +400,11 @@ def _build(grade: dict) -> str:
     if progs:
         out.append(f"<ul>{progs}</ul>")
     if warns:
-        out.append("<h4>Warnings</h4><pre class=\"log\">"
-                   + "\n".join(f'<span class="warn">{esc(w)}</span>' for w in warns) + "</pre>")
+        out.append("<h4>Warnings</h4><pre class=\"log lines\">"
+                   + "".join(f'<span class="warn">{esc(w)}</span>' for w in warns) + "</pre>")
     if lines:
         out.append(f"<details{' open' if not build.get('ok') else ''}><summary>Build log</summary>"
-                   f"<pre class=\"log\">{chr(10).join(lines)}</pre></details>")
+                   f"<pre class=\"log lines\">{''.join(lines)}</pre></details>")
     out.append("</section>")
     return "".join(out)
 
@@ -403,11 +416,17 @@ def to_html(grade: dict) -> str:
     sub = esc(grade.get("title") or "")
     body = [f"<header><h1>chatgrade: {heading}</h1>"
             + (f'<p class="sub">{sub}</p>' if sub else "") + "</header>",
-            _summary(grade), _categories(grade), _item_index(items)]
+            _summary(grade)]
+    # A failed build explains everything below it: show its log first.
+    build_first = grade.get("status") == "build_failed" or not (grade.get("build") or {}).get("ok", True)
+    if build_first:
+        body.append(_build(grade))
+    body += [_categories(grade), _item_index(items)]
     if items:
         body.append('<section id="details"><h2>Details</h2>'
                     + "".join(_item(i, n) for n, i in enumerate(items, 1)) + "</section>")
-    body.append(_build(grade))
+    if not build_first:
+        body.append(_build(grade))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>chatgrade: {heading} {points(grade.get('score'))}/{points(grade.get('max_score'))}</title>"
