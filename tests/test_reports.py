@@ -6,11 +6,9 @@ so a page that only parses but does not draw is caught."""
 
 from __future__ import annotations
 
-import copy
 import html.parser
 import json
 import os
-import shutil
 import signal
 import struct
 import subprocess
@@ -257,13 +255,14 @@ def test_markdown_shows_the_failure():
     assert "**Transcript**" in md and "unused variable 'n'" in md
     assert "Leak_DefinitelyLost" in md and "buf = malloc(48)" in md
     assert "SKIP" in md and "the client was not built" in md
+    assert "line \\<hello\\> \\& got bytes" in md     # prose: no raw tag for a PR comment to hide
 
 
 def test_markdown_build_failed_and_passing():
     md = markdown.to_markdown(build_failed_grade())
     assert "## Build log" in md and "pthread.hh" in md and "build failed" in md.lower()
     md = markdown.to_markdown(passing_grade())
-    assert "FAIL" not in md and "## Failures" not in md and "**Score: 20 / 20**" in md
+    assert "FAIL" not in md and "## Lost points" not in md and "**Score: 20 / 20**" in md
 
 
 def test_fence_outgrows_backticks():

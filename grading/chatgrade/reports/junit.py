@@ -31,7 +31,7 @@ def _failure_text(item: dict, extra: str = "") -> str:
     check = first_failing_check(item)
     if check is not None and check.get("outcome") == "failed":
         parts.append(f"check: {safe_text(check.get('name', ''))} ({safe_text(check.get('nodeid', ''))})")
-        parts += [f"{label}: {safe_text(text)}" for label, text in failure_fields(check)]
+        parts += [f"{label}: {safe_text(text).rstrip()}" for label, text in failure_fields(check)]
         if check.get("transcript"):
             parts.append("transcript:\n" + transcript_text(check["transcript"]))
     for vcheck, vg in item_valgrind(item):

@@ -22,9 +22,24 @@ def fence(text: str, lang: str = "") -> str:
     return f"{ticks}{lang}\n{text.rstrip()}\n{ticks}"
 
 
+# Outside code blocks a PR comment would take <hello> for a tag and hide it:
+# backslash-escape what Markdown or its HTML would act on.
+_ACTIVE = re.compile(r"([\\`*\[\]<>&|])")
+
+
+def inline(text: object, limit: int | None = None) -> str:
+    """TEXT on one line, safe in Markdown prose or a table cell."""
+    return _ACTIVE.sub(r"\\\1", safe_line(text, limit))
+
+
 def cell(text: object, limit: int = 120) -> str:
-    """TEXT fit for a table cell: one line, pipes escaped."""
-    return safe_line(text, limit).replace("\\", "\\\\").replace("|", "\\|")
+    return inline(text, limit)
+
+
+def prose(text: object) -> str:
+    """Multi-line TEXT as a Markdown paragraph, its line breaks kept."""
+    lines = [_ACTIVE.sub(r"\\\1", line) for line in safe_text(text).strip().splitlines()]
+    return "  \n".join(lines)
 
 
 def _failure(item: dict) -> list[str]:
@@ -32,14 +47,14 @@ def _failure(item: dict) -> list[str]:
     out = [f"### {status} {cell(item.get('id'))}: {cell(item.get('name', ''), 200)}"
            f" ({points(item.get('score'))}/{points(item.get('max_score'))})", ""]
     if item.get("output"):
-        out += [safe_text(item["output"]).strip(), ""]
+        out += [prose(item["output"]), ""]
     for d in item.get("deductions") or []:
-        out.append(f"- -{points(d.get('points'))}: {safe_line(d.get('reason', ''))}")
+        out.append(f"- -{points(d.get('points'))}: {inline(d.get('reason', ''))}")
     if item.get("deductions"):
         out.append("")
     check = first_failing_check(item)
     if check is not None and check.get("outcome") == "failed":
-        out += [f"Check: {safe_line(check.get('name') or '')} (`{safe_line(check.get('nodeid', ''))}`)", ""]
+        out += [f"Check: {inline(check.get('name') or '')} ({inline(check.get('nodeid', ''))})", ""]
         for label, text in failure_fields(check):
             out += [f"**{label.capitalize()}**", "", fence(safe_text(text)), ""]
         if check.get("transcript"):
@@ -48,8 +63,8 @@ def _failure(item: dict) -> list[str]:
         out += ["**Valgrind**", "", fence("\n".join(valgrind_lines(vg, own_files(vcheck)))), ""]
         for src in vcheck.get("source") or []:
             if src.get("excerpt"):
-                out += [f"`{safe_line(src.get('file'))}:{src.get('line')}`"
-                        + (f" {safe_line(src['what'])}" if src.get("what") else ""), "",
+                out += [f"{inline(src.get('file'))}:{src.get('line')}"
+                        + (f": {inline(src['what'])}" if src.get("what") else ""), "",
                         fence(safe_text(src["excerpt"]), "c"), ""]
     return out
 
@@ -62,7 +77,7 @@ def to_markdown(grade: dict) -> str:
            + (f" ({cell(grade['title'])})" if grade.get("title") else ""), "",
            status_sentence(grade), ""]
     for note in grade.get("notes") or []:
-        out.append(f"> {safe_line(note)}")
+        out.append(f"> {inline(note)}")
     if grade.get("notes"):
         out.append("")
     cats = grade.get("categories") or []
@@ -83,7 +98,7 @@ def to_markdown(grade: dict) -> str:
     lost = [i for i in items if i.get("status") == "failed" or i.get("deductions")
             or (i.get("status") != "skipped" and (i.get("score") or 0) < (i.get("max_score") or 0))]
     if lost and grade.get("status") != "build_failed":
-        out += ["## Failures", ""]
+        out += ["## Lost points", ""]
         for item in lost:
             out += _failure(item)
     skipped = [i for i in items if i.get("status") == "skipped"]
