@@ -6,6 +6,7 @@ so a page that only parses but does not draw is caught."""
 
 from __future__ import annotations
 
+import copy
 import html.parser
 import json
 import os
@@ -258,6 +259,20 @@ def test_markdown_shows_the_failure():
     assert "line \\<hello\\> \\& got bytes" in md     # prose: no raw tag for a PR comment to hide
 
 
+def test_output_that_restates_the_failure_is_not_repeated():
+    g = failing_grade()
+    relay = g["items"][1]
+    f = relay["checks"][1]["failure"]
+    relay["output"] = "\n".join(f"{k}: {v}" for k, v in f.items())   # as grade.py writes it
+    relay["checks"].append(copy.deepcopy(relay["checks"][1]))
+    relay["checks"][-1]["name"] = "b gets the line again"
+    md = markdown.to_markdown(g)
+    assert md.count("relay whole lines") == 1 and "2 checks failed:" in md and "- b gets the line again" in md
+    assert html_report.to_html(g).count("relay whole lines") == 1
+    assert gradescope.to_results_json(g)["tests"][1]["output"].count("relay whole lines") == 1
+    assert junit.to_junit_xml(g).count("relay whole lines") == 1
+
+
 def test_markdown_build_failed_and_passing():
     md = markdown.to_markdown(build_failed_grade())
     assert "## Build log" in md and "pthread.hh" in md and "build failed" in md.lower()
@@ -292,8 +307,9 @@ def test_terminal_summary_table():
     lines = table.splitlines()
     assert any(line.split()[:4] == ["relay", "4", "/", "10"] for line in lines)
     assert any(line.split()[:4] == ["Total", "15.5", "/", "30"] for line in lines)
-    assert any("FAIL relay (0/6): client b did not receive" in line for line in lines)
-    assert any("-PTS memcheck (7/10): valgrind found a leak" in line for line in lines)
+    assert any("FAIL relay (0/6): expected hello everyone, this is" in line and "got <script>" in line
+               for line in lines)
+    assert any("-PTS memcheck (7/10): -3: definitely lost 48 B" in line for line in lines)
     assert "Lost points" not in terminal.summary_table(passing_grade(), color=False)
 
 

@@ -109,18 +109,33 @@ def failure_fields(check: dict | None) -> list[tuple[str, str]]:
             if failure.get(k) not in (None, "")]
 
 
-def why(item: dict) -> str:
-    """One line: why ITEM lost points (its output's first line, else its
-    first deduction, else its first failing check's expected)."""
+def restates_failure(item: dict, check: dict | None) -> bool:
+    """True when ITEM's output already spells out CHECK's failure (the
+    grader writes expected/actual into it), so a report that shows the
+    failure's fields need not show the output as well."""
+    out = item.get("output") or ""
+    fields = failure_fields(check)
+    return bool(fields) and all(text in out for _, text in fields)
+
+
+def why(item: dict, limit: int = 200) -> str:
+    """One line: why ITEM lost points.  A failed item: its first failing
+    check's expected and actual, else its output's first line; an item
+    that passed with points off: its deductions."""
+    if item.get("status") == "passed" and item.get("deductions"):
+        return safe_line("; ".join(f"-{points(d.get('points'))}: {d.get('reason', '')}"
+                                   for d in item["deductions"]), limit)
+    check = first_failing_check(item)
+    fields = dict(failure_fields(check))
+    if "actual" in fields:
+        first = {k: v.strip().splitlines()[0] if v.strip() else "" for k, v in fields.items()}
+        text = f"got {first['actual']}"
+        if first.get("expected"):
+            text = f"expected {first['expected']}; {text}"
+        return safe_line(text, limit)
     out = (item.get("output") or "").strip()
     if out:
-        return safe_line(out.splitlines()[0], 160)
-    for d in item.get("deductions") or []:
-        return safe_line(f"-{points(d.get('points'))}: {d.get('reason', '')}", 160)
-    check = first_failing_check(item)
-    for label, text in failure_fields(check):
-        if label == "expected":
-            return safe_line(f"expected {text}", 160)
+        return safe_line(out.splitlines()[0], limit)
     return item.get("status", "")
 
 

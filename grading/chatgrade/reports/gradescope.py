@@ -9,8 +9,8 @@ so when the grader itself failed.  The tests' scores add up to the score.
 from __future__ import annotations
 
 from . import (build_details, build_item, failure_fields, first_failing_check, item_valgrind,
-               own_files, points, safe_text, status_sentence, title, transcript_text,
-               valgrind_lines, warnings)
+               own_files, points, restates_failure, safe_text, status_sentence, title,
+               transcript_text, valgrind_lines, warnings)
 
 MAX_OUTPUT_CHARS = 20000      # per test: a transcript must not drown the page
 MAX_WARNINGS_LISTED = 20
@@ -61,7 +61,7 @@ def item_output(item: dict) -> str:
     check = first_failing_check(item)
     if check is not None and check.get("outcome") == "failed":
         parts.append(f"Check: {safe_text(check.get('name') or check.get('nodeid', ''))}")
-        for label, text in failure_fields(check):
+        for label, text in ([] if restates_failure(item, check) else failure_fields(check)):
             text = safe_text(text).rstrip("\n")
             parts.append(f"{label.capitalize()}:\n{text}" if "\n" in text else f"{label.capitalize()}: {text}")
         if check.get("transcript"):

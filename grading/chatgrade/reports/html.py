@@ -15,7 +15,7 @@ import os
 import re
 
 from . import (failure_fields, first_failing_check, frame_location, item_valgrind, own_files,
-               points, safe_line, safe_text, status_sentence, title, transcript_text,
+               points, restates_failure, safe_line, safe_text, status_sentence, title, transcript_text,
                valgrind_findings_list, valgrind_lines, warnings)
 
 MAX_EVENTS = 150          # events drawn in one timeline
@@ -336,13 +336,13 @@ def _item(item: dict, n: int) -> str:
            f'<span class="pts">{points(item.get("score"))} / {points(item.get("max_score"))}</span>',
            f"<h3>{_badge(status)} {esc(item.get('id'))}: {esc(item.get('name', ''))}</h3>",
            f'<p class="muted">category {esc(item.get("category"))}</p>']
-    if item.get("output"):
+    check = first_failing_check(item)
+    if item.get("output") and not restates_failure(item, check):
         out.append(f'<pre class="why">{esc(item["output"].strip())}</pre>')
     deductions = item.get("deductions") or []
     if deductions:
         out.append("<ul>" + "".join(f"<li>&minus;{points(d.get('points'))}: {esc(d.get('reason', ''))}</li>"
                                      for d in deductions) + "</ul>")
-    check = first_failing_check(item)
     if check is not None and check.get("outcome") == "failed":
         fields = dict(failure_fields(check))
         out.append(f"<h4>First failing check: {esc(check.get('name', ''))}</h4>")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from . import (build_details, build_item, failure_fields, first_failing_check, item_valgrind, own_files, points,
-               safe_line, safe_text, status_sentence, title, transcript_text, valgrind_lines,
-               warnings)
+from . import (build_details, build_item, failure_fields, first_failing_check, item_valgrind,
+               own_files, points, restates_failure, safe_line, safe_text, status_sentence, title,
+               transcript_text, valgrind_lines, warnings)
 
 MAX_LOG_CHARS = 20000
 
@@ -31,7 +31,8 @@ def _failure_text(item: dict, extra: str = "") -> str:
     check = first_failing_check(item)
     if check is not None and check.get("outcome") == "failed":
         parts.append(f"check: {safe_text(check.get('name', ''))} ({safe_text(check.get('nodeid', ''))})")
-        parts += [f"{label}: {safe_text(text).rstrip()}" for label, text in failure_fields(check)]
+        if not restates_failure(item, check):
+            parts += [f"{label}: {safe_text(text).rstrip()}" for label, text in failure_fields(check)]
         if check.get("transcript"):
             parts.append("transcript:\n" + transcript_text(check["transcript"]))
     for vcheck, vg in item_valgrind(item):

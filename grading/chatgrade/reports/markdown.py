@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from . import (failure_fields, first_failing_check, item_valgrind, own_files, points,
-               safe_line, safe_text, status_sentence, title, transcript_text, valgrind_lines,
+               restates_failure, safe_line, safe_text, status_sentence, title, transcript_text, valgrind_lines,
                warnings)
 
 MARKER = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}
@@ -46,15 +46,18 @@ def _failure(item: dict) -> list[str]:
     status = MARKER.get(item.get("status"), "FAIL")
     out = [f"### {status} {cell(item.get('id'))}: {cell(item.get('name', ''), 200)}"
            f" ({points(item.get('score'))}/{points(item.get('max_score'))})", ""]
-    if item.get("output"):
+    check = first_failing_check(item)
+    if item.get("output") and not restates_failure(item, check):
         out += [prose(item["output"]), ""]
+    failed = [c for c in item.get("checks") or [] if c.get("outcome") == "failed"]
+    if len(failed) > 1:
+        out += [f"{len(failed)} checks failed:", ""] + [f"- {inline(c.get('name', ''))}" for c in failed] + [""]
     for d in item.get("deductions") or []:
         out.append(f"- -{points(d.get('points'))}: {inline(d.get('reason', ''))}")
     if item.get("deductions"):
         out.append("")
-    check = first_failing_check(item)
     if check is not None and check.get("outcome") == "failed":
-        out += [f"Check: {inline(check.get('name') or '')} ({inline(check.get('nodeid', ''))})", ""]
+        out += [f"First failing check: {inline(check.get('name') or '')} ({inline(check.get('nodeid', ''))})", ""]
         for label, text in failure_fields(check):
             out += [f"**{label.capitalize()}**", "", fence(safe_text(text)), ""]
         if check.get("transcript"):
