@@ -113,7 +113,7 @@ def failing_grade(extra_lines: int = 0) -> dict:
                   output="client b did not receive a's line <hello> & got bytes instead")
     relay["checks"] = [_check("a message reaches every other member", "passed"),
                        _check("b gets the line", "failed",
-                              failure={"step": "line 5: b receives \"hello\"",
+                              failure={"step": "line 5: b receives \"hello\"\n  (every member gets it)",
                                        "expected": "hello everyone, this is a fairly long line of chat\n",
                                        "actual": HOSTILE.decode("utf-8", "backslashreplace"),
                                        "hint": "relay whole lines: keep reading until '\\n' <before> writing"},

@@ -119,10 +119,10 @@ def restates_failure(item: dict, check: dict | None) -> bool:
 
 
 def why(item: dict, limit: int = 200) -> str:
-    """One line: why ITEM lost points.  A failed item: its first failing
-    check's expected and actual, else its output's first line; an item
-    that passed with points off: its deductions."""
-    if item.get("status") == "passed" and item.get("deductions"):
+    """One line: why ITEM lost points: its deductions when it has some (the
+    points taken off say it best), else its first failing check's expected
+    and actual, else its output's first line."""
+    if item.get("deductions"):
         return safe_line("; ".join(f"-{points(d.get('points'))}: {d.get('reason', '')}"
                                    for d in item["deductions"]), limit)
     check = first_failing_check(item)

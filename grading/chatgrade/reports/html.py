@@ -48,7 +48,7 @@ h4 { margin: .8em 0 .3em; font-size: .95em; }
 .sub, .muted { color: var(--muted); }
 pre, code { font: 12.5px/1.4 "DejaVu Sans Mono", ui-monospace, Menlo, Consolas, monospace; }
 pre { background: var(--bg2); border: 1px solid var(--line); border-radius: 6px;
-      padding: .6em .8em; overflow-x: auto; white-space: pre-wrap; word-break: break-all; margin: .3em 0; }
+      padding: .6em .8em; overflow-x: auto; white-space: pre-wrap; overflow-wrap: anywhere; margin: .3em 0; }
 table { border-collapse: collapse; width: 100%; margin: .5em 0; }
 th, td { border-bottom: 1px solid var(--line); padding: .35em .6em; text-align: left; vertical-align: top; }
 th { background: var(--bg2); } td.num, th.num { text-align: right; white-space: nowrap; }
@@ -137,7 +137,7 @@ def timeline_svg(events: list[dict], uid: str = "t", failing_step: str = "") -> 
     titles, lane_of = _lanes(everything, events)
     lanes = max(1, len(titles))
     lane_w = 220 if lanes <= 3 else 180 if lanes <= 5 else 150
-    width = TIME_W + lanes * lane_w + 20
+    width = TIME_W + lanes * lane_w + 150     # room for the labels of the last lane
     rows = len(events) + (1 if omitted else 0)
     height = HEADER + ROW * (rows + 1)
     server_lane = next((lane_of[a] for a in lane_of if _is_server(a)), None)
@@ -167,15 +167,20 @@ def timeline_svg(events: list[dict], uid: str = "t", failing_step: str = "") -> 
     if omitted:
         y += ROW
         out.append(_text(TIME_W + 6, y, f"... {omitted} earlier events not shown ...", "band", color="#6e7781"))
-    for ev in events:
+    # The step that failed: the last step event whose text is the failure's
+    # step (its first line: the harness adds the rule's sentence below).
+    first = (failing_step or "").strip().splitlines()[0].strip() if (failing_step or "").strip() else ""
+    failed_at = max((k for k, ev in enumerate(events) if first and ev.get("kind") == "step"
+                     and str(ev.get("detail") or "").strip() == first), default=None)
+    for k, ev in enumerate(events):
         y += ROW
-        out.append(_event(ev, y, lane_of, server_lane, cx, lane_w, width, uid, failing_step))
+        out.append(_event(ev, y, lane_of, server_lane, cx, lane_w, width, uid, k == failed_at))
     out.append("</svg>")
     return "\n".join(out)
 
 
 def _event(ev: dict, y: float, lane_of: dict[str, int], server_lane: int | None, cx,
-           lane_w: float, width: float, uid: str, failing_step: str) -> str:
+           lane_w: float, width: float, uid: str, is_failing: bool) -> str:
     actor, kind = str(ev.get("actor", "")), str(ev.get("kind", ""))
     color = COLORS.get(kind, "#57606a")
     full = f"{float(ev.get('t') or 0) * 1000:.1f} ms  {actor} {kind}: " + safe_line(
@@ -187,7 +192,6 @@ def _event(ev: dict, y: float, lane_of: dict[str, int], server_lane: int | None,
     if ev.get("data") and ev.get("detail"):
         label = f"{safe_line(ev['detail'])} {label}"
     if actor not in lane_of:            # a step or a note of the harness: across every lane
-        is_failing = bool(failing_step) and failing_step in str(ev.get("detail") or "")
         band = "#cf222e" if is_failing else color
         text = ("FAILED AT " if is_failing else "") + (label or kind)
         parts.append(f'<line x1="{TIME_W}" y1="{y:.0f}" x2="{width - 10}" y2="{y:.0f}" stroke="{band}" '
