@@ -486,3 +486,11 @@ def test_html_renders_in_chromium(tmp_path):
     dom = r.stdout
     assert 'id="summary"' in dom and "15.5" in dom and "<svg" in dom
     assert "<script>" not in dom and "&lt;script&gt;" in dom
+
+
+def test_the_same_valgrind_finding_is_shown_once():
+    g = failing_grade()
+    leak = g["items"][4]
+    leak["checks"].append({**copy.deepcopy(leak["checks"][0]), "name": "the server under memcheck, SIGTERM"})
+    assert markdown.to_markdown(g).count("**Valgrind**") == 1
+    assert html_report.to_html(g).count("Valgrind (memcheck)") == 1

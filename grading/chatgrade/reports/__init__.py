@@ -287,8 +287,17 @@ def valgrind_findings_list(vg: dict | None) -> list[tuple[str, dict]]:
 
 
 def item_valgrind(item: dict) -> list[tuple[dict, dict]]:
-    """(check, report) for each of ITEM's checks whose valgrind report found something."""
-    return [(c, c["valgrind"]) for c in item.get("checks") or [] if valgrind_findings(c.get("valgrind"))]
+    """(check, report) for each of ITEM's checks whose valgrind report found
+    something, leaving out a report that says what an earlier one said (the
+    same leak under SIGINT and under SIGTERM)."""
+    out, seen = [], set()
+    for c in item.get("checks") or []:
+        if valgrind_findings(c.get("valgrind")):
+            said = tuple(valgrind_lines(c["valgrind"], own_files(c)))
+            if said not in seen:
+                seen.add(said)
+                out.append((c, c["valgrind"]))
+    return out
 
 
 # --------------------------------------------------------------------------

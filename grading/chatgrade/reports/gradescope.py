@@ -60,12 +60,14 @@ def item_output(item: dict) -> str:
         parts.append(f"-{points(d.get('points'))} point(s): {safe_text(d.get('reason', ''))}")
     check = first_failing_check(item)
     if check is not None and check.get("outcome") == "failed":
-        parts.append(f"Check: {safe_text(check.get('name') or check.get('nodeid', ''))}")
-        for label, text in ([] if restates_failure(item, check) else failure_fields(check)):
-            text = safe_text(text).rstrip("\n")
-            parts.append(f"{label.capitalize()}:\n{text}" if "\n" in text else f"{label.capitalize()}: {text}")
+        name = safe_text(check.get("name") or check.get("nodeid", ""))
+        if not restates_failure(item, check):
+            parts.append(f"Check: {name}")
+            for label, text in failure_fields(check):
+                text = safe_text(text).rstrip("\n")
+                parts.append(f"{label.capitalize()}:\n{text}" if "\n" in text else f"{label.capitalize()}: {text}")
         if check.get("transcript"):
-            parts.append("Transcript (the last events):\n" + transcript_text(check["transcript"]))
+            parts.append(f"Transcript of '{name}' (the last events):\n" + transcript_text(check["transcript"]))
     for vcheck, vg in item_valgrind(item):
         parts.append("\n".join(valgrind_lines(vg, own_files(vcheck))))
         for src in vcheck.get("source") or []:
