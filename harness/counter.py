@@ -49,28 +49,36 @@ def run_counter(contract: Contract, programs: Programs, threads: int, iters: int
                       proc.stdout.data(), proc.stderr.text(), report)
 
 
-def problems(contract: Contract, run: CounterRun) -> list[str]:
-    """Everything wrong with one run's output, in order of importance."""
+ASPECTS = ("lines", "order", "total")
+
+
+def problems(contract: Contract, run: CounterRun) -> dict[str, list[str]]:
+    """What is wrong with one run's output, by aspect of the handout:
+    "lines" (each whole and well-formed, every thread printing ITERS
+    lines), "order" (counts 1..N in output order), "total" (the total line,
+    N count lines, exit 0). Each aspect is its own rule, so one mistake
+    costs the points of its own rule only."""
     spec = contract.counter
     line_re = re.compile(spec.line.encode())
     total_re = re.compile(spec.total.encode())
     n = run.threads * run.iters
-    out: list[str] = []
+    out: dict[str, list[str]] = {a: [] for a in ASPECTS}
     if run.timed_out:
-        return [f"did not finish in time ({run.threads} threads x {run.iters})"]
+        msg = f"did not finish in time ({run.threads} threads x {run.iters})"
+        return {a: [msg] for a in ASPECTS}
     if run.returncode != 0:
-        out.append(f"exit status {run.returncode}, expected 0")
+        out["total"].append(f"exit status {run.returncode}, expected 0")
     lines = run.stdout.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     else:
-        out.append("the output does not end with a newline")
+        out["lines"].append("the output does not end with a newline")
     counts, per_thread, total = [], {}, None
     for i, line in enumerate(lines, 1):
         m = line_re.fullmatch(line)
         if m:
             if total is not None:
-                out.append(f"line {i}: a count after the total line")
+                out["order"].append(f"line {i}: a count after the total line")
             counts.append(int(m.group("count")))
             t = int(m.group("thread"))
             per_thread[t] = per_thread.get(t, 0) + 1
@@ -79,24 +87,22 @@ def problems(contract: Contract, run: CounterRun) -> list[str]:
         if m and total is None:
             total = int(m.group("total"))
             continue
-        out.append(f"line {i} is not whole or not well-formed: {line[:80]!r}")
-        if len(out) > 8:
-            break
-    if counts != list(range(1, len(counts) + 1)):
-        first = next((i for i, c in enumerate(counts) if c != i + 1), None)
-        if first is not None:
-            out.append(f"counts out of sequence: line {first + 1} says {counts[first]}, "
-                       f"expected {first + 1} (the print must be inside the critical section)")
-    if len(counts) != n:
-        out.append(f"{len(counts)} count lines, expected {n}")
+        if len(out["lines"]) < 8:
+            out["lines"].append(f"line {i} is not whole or not well-formed: {line[:80]!r}")
+    first = next((i for i, c in enumerate(counts) if c != i + 1), None)
+    if first is not None:
+        out["order"].append(f"counts out of sequence: line {first + 1} says {counts[first]}, "
+                            f"expected {first + 1} (the print must be inside the critical section)")
     bad_threads = sorted(t for t in per_thread if not 0 <= t < run.threads)
     if bad_threads:
-        out.append(f"thread numbers outside 0..{run.threads - 1}: {bad_threads[:5]}")
+        out["lines"].append(f"thread numbers outside 0..{run.threads - 1}: {bad_threads[:5]}")
     uneven = {t: c for t, c in per_thread.items() if c != run.iters}
     if uneven and not bad_threads:
-        out.append(f"threads that did not print {run.iters} lines: {dict(list(uneven.items())[:5])}")
+        out["lines"].append(f"threads that did not print {run.iters} lines: {dict(list(uneven.items())[:5])}")
+    if len(counts) != n:
+        out["total"].append(f"{len(counts)} count lines, expected {n}")
     if total is None:
-        out.append("no total line")
+        out["total"].append("no total line")
     elif total != n:
-        out.append(f"total {total}, expected {n}")
+        out["total"].append(f"total {total}, expected {n}")
     return out

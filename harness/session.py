@@ -9,7 +9,7 @@ process and socket it makes: `close()` leaves nothing running.
 from __future__ import annotations
 
 import os
-import re
+import secrets
 import shutil
 import signal
 import socket
@@ -26,7 +26,6 @@ from .transcript import Transcript
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_BIN = ROOT / "build" / "impl"
-PROBE = re.compile(rb".*probe-\d+")   # the harness's membership probes (maybe prefixed)
 PORT_IN_NAMESPACE = 7000     # any port is free in a private namespace
 HOST = "127.0.0.1"
 
@@ -87,6 +86,7 @@ class ChatSession:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="chatgrade-"))
         self._probe = 0
+        self._probe_token = secrets.token_hex(3)
         self.isolated = False
 
     def within(self, seconds: float) -> float:
@@ -219,13 +219,14 @@ class ChatSession:
         wait = 0.05
         while True:
             self._probe += 1
-            wire = sender.wire_message(f"probe-{self._probe}".encode())
-            sender.send(f"probe-{self._probe}".encode())
+            text = f"chatgrade-probe-{self._probe}-{self._probe_token}".encode()
+            wire = sender.wire_message(text)
+            sender.send(text)
             step_deadline = min(deadline, time.monotonic() + self.within(wait))
             missing = [r for r in receivers
-                       if not r.wait_for_message(wire, step_deadline - time.monotonic())]
+                       if not r.wait_for_probe(wire, step_deadline - time.monotonic())]
             if not missing:
-                break
+                return
             if time.monotonic() >= deadline:
                 r = missing[0]
                 raise CheckFailed(f"membership of {r.name}: a message from {sender.name} reaches it",
@@ -233,8 +234,6 @@ class ChatSession:
                                   f"the connection ended ({r.eof})" if r.eof else
                                   f"not received; unread: {[m.line for m in r.unread()][:5]}")
             wait = min(wait * 2, 1.0)
-        for r in receivers:
-            r.drop_messages(lambda data: PROBE.fullmatch(data) is not None)
 
     def __getitem__(self, name: str) -> Receiver:
         try:

@@ -46,7 +46,7 @@ def _send_cut(client, data: bytes, rng: random.Random):
         pos += n
 
 
-@pytest.mark.rule("whole-lines", "order")
+@pytest.mark.rule("whole-lines")
 @pytest.mark.requires("tcp", "line-framing")
 def test_twenty_senders_at_once_lines_stay_whole(chat):
     chat.start_server()
@@ -61,7 +61,7 @@ def test_twenty_senders_at_once_lines_stay_whole(chat):
     _judge(chat, clients, sent, "20 clients each send 40 lines at once, cut into random segments")
 
 
-@pytest.mark.rule("whole-lines", "order")
+@pytest.mark.rule("whole-lines")
 @pytest.mark.requires("udp")
 def test_ten_senders_at_once_datagrams_stay_whole(chat):
     chat.start_server()
@@ -95,7 +95,7 @@ def test_slow_typist_while_others_talk(chat):
     _judge(chat, [typist, b, c, d], sent, "a line typed in 5 pieces while two others send 30 lines each")
 
 
-@pytest.mark.rule("whole-lines", "order")
+@pytest.mark.rule("whole-lines")
 @pytest.mark.requires("tcp", "line-framing")
 def test_many_lines_in_one_write(chat):
     chat.start_server()
