@@ -289,7 +289,8 @@ def _item_index(items: list[dict]) -> str:
     rows = "".join(
         f'<tr><td class="num">{n}</td><td>{_badge(i.get("status", ""))}</td>'
         f'<td><a href="#{_anchor(i, n)}">{esc(i.get("id"))}</a>: {esc(i.get("name", ""))}</td>'
-        f'<td>{esc(i.get("category"))}</td><td class="num">{points(i.get("score"))} / {points(i.get("max_score"))}</td></tr>'
+        f'<td>{esc(i.get("category"))}</td>'
+        f'<td class="num">{points(i.get("score"))} / {points(i.get("max_score"))}</td></tr>'
         for n, i in enumerate(items, 1))
     return (f'<section id="items"><h2>Items</h2><table><tr><th class="num">#</th><th>Result</th><th>Item</th>'
             f'<th>Category</th><th class="num">Points</th></tr>{rows}</table></section>')
