@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages only (no PyPI): the compilers, valgrind, CMake, ncat for
-# the benchmark, and Debian's pytest with xdist and timeout.
-packages=(build-essential cmake clang valgrind ncat iproute2 util-linux procps
+# the benchmark and a foreign-program test, and Debian's pytest with xdist
+# and timeout.
+# chromium renders the HTML report in its test.
+packages=(build-essential cmake clang valgrind ncat iproute2 util-linux procps chromium
           python3 python3-pytest python3-pytest-xdist python3-pytest-timeout)
 missing=()
 for p in "${packages[@]}"; do

@@ -163,9 +163,9 @@ CASES = [
     Case(f"{CAPACITY}::test_refuses_cleanly_beyond_the_open_file_limit", S, "emfile-busy-loop"),
     Case("load/test_faults.py::test_500_clients_that_connect_and_reset", T, "crash-on-reset"),
     # -- shared_counter: the C program -------------------------------------------------
-    Case(f"{COUNTER}::test_counts_in_order_and_total", C, "c:MUTANT_PRINT_OUTSIDE"),
-    Case(f"{COUNTER}::test_counts_in_order_and_total", C, "c:MUTANT_WRONG_TOTAL", step="total"),
-    Case(f"{COUNTER}::test_counts_in_order_and_total", C, "c:MUTANT_NO_LOCK"),
+    Case(f"{COUNTER}::test_counts_in_output_order", C, "c:MUTANT_PRINT_OUTSIDE", step="critical section"),
+    Case(f"{COUNTER}::test_total_and_exit_status", C, "c:MUTANT_WRONG_TOTAL", step="total"),
+    Case(f"{COUNTER}::test_total_and_exit_status", C, "c:MUTANT_NO_LOCK", step="total"),
     Case(f"{COUNTER}::test_memcheck_clean", C, "c:MUTANT_LEAK", step="memcheck"),
     Case(f"{COUNTER}::test_no_data_race", C, "c:MUTANT_NO_LOCK", k="helgrind", step="helgrind"),
     Case(f"{COUNTER}::test_no_data_race", C, "c:MUTANT_NO_LOCK", k="drd", step="drd"),
