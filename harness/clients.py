@@ -62,7 +62,8 @@ class Receiver:
     broken: list[bytes] = field(default_factory=list)    # lines matching no relay format
     notices: list[bytes] = field(default_factory=list)
     probes: list[bytes] = field(default_factory=list)    # the harness's own, set apart
-    echoes: list[Message] = field(default_factory=list)  # own messages consumed as echo
+    echoes: list[Message] = field(default_factory=list)  # own messages that came back
+    echoes_unseen: int = 0            # forbidden echoes no expect_nothing has reported yet
     cursor: int = 0
     eof: str | None = None            # None while open; "eof", "reset", "exit 0"...
     sent: Counter = field(default_factory=Counter)
@@ -88,9 +89,14 @@ class Receiver:
             return
         own = self.sent[msg] > 0
         m = Message(now, msg, line, own_echo=own)
-        if own and self.protocol.echo != "forbidden":
+        if own:
+            # Set apart whatever the contract says about echoes: a server
+            # that echoes then fails the no-echo rule (expect_no_echo), not
+            # every later step that reads this stream.
             self.sent[msg] -= 1
             self.echoes.append(m)
+            if self.protocol.echo == "forbidden":
+                self.echoes_unseen += 1
             return
         self.messages.append(m)
 
@@ -185,6 +191,17 @@ class Receiver:
                     if extra[0].own_echo else "")
             raise CheckFailed(f"{self.name} expects nothing for {duration:g}s", "no message",
                               f"{len(extra)} message(s), first {show_bytes(extra[0].line)}", hint)
+
+    def expect_no_echo(self, duration: float = 0.3) -> None:
+        """None of this participant's own messages comes back (within
+        `duration`, or earlier and not yet reported)."""
+        self._wait(lambda: self.echoes_unseen > 0, duration)
+        if self.echoes_unseen:
+            echo = self.echoes[-self.echoes_unseen]
+            self.echoes_unseen = 0
+            raise CheckFailed(f"{self.name} expects none of its own messages back", "no echo",
+                              f"its own message came back: {show_bytes(echo.line)}",
+                              "the server must relay to every member except the sender")
 
     def expect_closed(self, within: float = 2.0) -> str:
         if not self._wait(lambda: self.eof is not None, within):

@@ -68,6 +68,7 @@ STEPS = {
     "NAME expect MSG [within DUR]": "expect",
     "NAME expect eventually MSG [within DUR]": "expect_eventually",
     "NAME expect nothing [DUR]": "expect_nothing",
+    "NAME expect no echo [DUR]": "expect_no_echo",
     "NAME closed [within DUR]": "closed",
     "NAME close": "close",
     "NAME reset": "reset",
@@ -271,6 +272,11 @@ def parse_step(tokens: list[Token], path, lineno: int, source: str) -> Step:
             raise bad("unexpected words after the message")
         return step("send", names=[name], args={"message": msg})
     if verb == "expect":
+        if [t.text for t in rest[:2]] == ["no", "echo"] and not rest[0].quoted:
+            dur = duration(rest[2].text) if len(rest) == 3 else 0.3
+            if len(rest) > 3:
+                raise bad("expected: NAME expect no echo [DUR]")
+            return step("expect_no_echo", names=[name], args={"duration": dur})
         if rest and not rest[0].quoted and rest[0].text == "nothing":
             dur = 0.3
             if len(rest) == 2:
@@ -452,6 +458,9 @@ class Runner:
     def expect_eventually(self, step, env):
         msg = self._msg(step.args["message"], env)
         self._client(step, env).expect_eventually(msg, within=self.s.within(step.args["within"]))
+
+    def expect_no_echo(self, step, env):
+        self._client(step, env).expect_no_echo(step.args["duration"])
 
     def expect_nothing(self, step, env):
         self._client(step, env).expect_nothing(step.args["duration"])

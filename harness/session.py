@@ -159,7 +159,6 @@ class ChatSession:
             c.send(line.format(name=name).encode())
         if self.contract.transport == "udp":
             join = self.protocol.join if self.protocol.join is not None else ""
-            c.sent[join.encode()] += 1
             c._send_all(join.encode())
             self.transcript.add(name, "send", join.encode(), detail="(join)")
         return c

@@ -88,9 +88,9 @@ COUNTER = "counter/test_counter.py"
 
 CASES = [
     # -- relay, echo, framing ------------------------------------------------
-    Case("chat/relay", T, "echo-to-sender", step="its own message"),
-    Case("chat/relay", U, "echo-to-sender", step="its own message"),
-    Case("chat/relay", S, "echo-to-sender", step="its own message"),
+    Case("chat/no_echo", T, "echo-to-sender", step="its own message"),
+    Case("chat/no_echo", U, "echo-to-sender", step="its own message"),
+    Case("chat/no_echo", S, "echo-to-sender", step="its own message"),
     Case("chat/fragments", T, "relay-chunks", step='b expect "hello world"'),
     Case("chat/fragments", S, "relay-chunks", step='b expect "hello world"'),
     Case("chat/coalesced", T, "first-line-per-read", step='b expect "two"'),

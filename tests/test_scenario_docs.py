@@ -38,3 +38,16 @@ def test_the_readme_example_runs_as_written(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "3 passed" in run.stdout, run.stdout[-2000:]
+
+
+def test_the_instructors_guide_example_runs_as_written(tmp_path):
+    guide = (ROOT / "docs" / "INSTRUCTORS.md").read_text()
+    example = re.search(r"## Write a scenario.*?```\n(.*?)```", guide, re.S)
+    assert example, "the guide's scenario example is missing"
+    script = tmp_path / "late_joiner.scn"
+    script.write_text(example.group(1))
+    run = subprocess.run([sys.executable, "-m", "pytest", str(script), "-q", "-p", "no:xdist",
+                          "--rootdir", str(ROOT), "-c", str(ROOT / "pytest.ini")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "3 passed" in run.stdout, run.stdout[-2000:]
