@@ -280,7 +280,8 @@ def _check_name(item) -> str:
         return script.title
     doc = (getattr(getattr(item, "function", None), "__doc__", None) or "").strip()
     if doc:
-        return doc.splitlines()[0].rstrip(".")
+        paragraph = " ".join(doc.split("\n\n")[0].split())
+        return paragraph.split(". ")[0].rstrip(".")
     name = getattr(item, "originalname", item.name)
     params = f" [{item.callspec.id}]" if hasattr(item, "callspec") else ""
     return name.removeprefix("test_").replace("_", " ") + params
