@@ -1,0 +1,90 @@
+/*
+ * udp_chat_client.c -- assignment 2
+ * Priya R.
+ *
+ * One loop: read a line from the keyboard, send it, then print whatever
+ * the server has relayed in the meantime (MSG_DONTWAIT, so we never get
+ * stuck waiting for the network).
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int sock = -1;
+
+/* prints every datagram that is already waiting, then returns */
+static void print_pending(void)
+{
+    static char buf[65536];
+    for (;;) {
+        ssize_t n = recv(sock, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR || errno == ECONNREFUSED)
+                continue;
+            return;     /* EAGAIN: nothing more for now */
+        }
+        buf[n] = '\n';
+        fwrite(buf, 1, n + 1, stdout);
+        fflush(stdout);
+    }
+}
+
+static int send_line(const char *s, size_t len)
+{
+    if (send(sock, s, len, 0) < 0 && errno != ECONNREFUSED) {
+        perror("send");
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char *argv[])
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s HOST PORT\n", argv[0]);
+        exit(1);
+    }
+    struct addrinfo hints, *res;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_DGRAM;
+    if (getaddrinfo(argv[1], argv[2], &hints, &res) != 0) {
+        fprintf(stderr, "unknown host %s\n", argv[1]);
+        exit(1);
+    }
+    sock = socket(AF_INET, SOCK_DGRAM, 0);
+    if (sock < 0 || connect(sock, res->ai_addr, res->ai_addrlen) < 0) {
+        perror("socket");
+        freeaddrinfo(res);
+        exit(1);
+    }
+    freeaddrinfo(res);
+
+    char line[4096];
+    int left = 0;
+    while (fgets(line, sizeof(line), stdin) != NULL) {
+        size_t len = strlen(line);
+        if (len > 0 && line[len - 1] == '\n')
+            line[--len] = '\0';
+        if (len > 0 && line[len - 1] == '\r')
+            line[--len] = '\0';
+        send_line(line, len);
+        print_pending();
+        if (strcmp(line, "quit") == 0) {
+            left = 1;
+            break;
+        }
+    }
+    if (!left)
+        send_line("quit", 4);
+
+    close(sock);
+    return 0;
+}
