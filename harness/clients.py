@@ -187,8 +187,12 @@ class Receiver:
         self._wait(lambda: len(self.messages) > self.cursor, duration)
         extra = self.unread()
         if extra:
-            hint = ("that is its own message: the sender must never receive it"
-                    if extra[0].own_echo else "")
+            hint = ""
+            if extra[0].own_echo:
+                hint = "that is its own message: the sender must never receive it"
+            elif any(m.data == extra[0].data for m in self.messages[:self.cursor]):
+                hint = (f"{self.name} already got this message: it arrived twice "
+                        "(is this member on the list twice?)")
             raise CheckFailed(f"{self.name} expects nothing for {duration:g}s", "no message",
                               f"{len(extra)} message(s), first {show_bytes(extra[0].line)}", hint)
 

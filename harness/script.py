@@ -27,7 +27,7 @@ from pathlib import Path
 from .clients import CheckFailed, ProgramClient, RawClient
 from .contract import Contract
 
-HEADER_KEYS = {"title", "rule", "assignments", "requires", "tool", "points", "timeout"}
+HEADER_KEYS = {"title", "rule", "assignments", "requires", "tool", "points", "timeout", "server"}
 
 # Features a scenario may require of a contract; it is skipped (and says
 # why) for a contract without them.
@@ -353,6 +353,8 @@ def parse(path: Path, text: str | None = None) -> Script:
     for req in header.get("requires", "").split():
         if req not in REQUIREMENTS:
             raise ScriptError(path, 1, f"unknown requirement {req!r} (known: {', '.join(REQUIREMENTS)})")
+    if header.get("server") not in (None, "", "reference", "submission"):
+        raise ScriptError(path, 1, "server: reference or submission")
     if header.get("tool") not in (None, "", "memcheck", "helgrind", "drd"):
         raise ScriptError(path, 1, "tool: memcheck, helgrind or drd")
     return Script(Path(path), header, stack[0])
@@ -398,7 +400,7 @@ class Runner:
 
     # -- steps -------------------------------------------------------------
     def server_start(self, step, env):
-        self.s.start_server()
+        self.s.start_server(reference=self.script.header.get("server") == "reference")
 
     def server_stop(self, step, env):
         self.s.stop_server(step.args["signal"])

@@ -94,9 +94,16 @@ class ChatSession:
         return seconds * self.scale
 
     # -- server ------------------------------------------------------------
-    def start_server(self, ready_within: float = 5.0, limits: Limits | None = None) -> Process:
+    def start_server(self, ready_within: float = 5.0, limits: Limits | None = None,
+                     reference: bool = False) -> Process:
+        """Start the contract's server and wait until it listens. With
+        `reference`, the reference server when there is one: a check of the
+        client then judges the client alone, not the submission's server."""
         spec = self.contract.server
         exe = self.programs.path(spec)
+        ref = self.programs.reference / spec.program
+        if reference and not os.path.isabs(spec.program) and ref.exists():
+            exe = ref
         if not exe.exists():
             raise SetupError("start the server", f"a program {exe.name}",
                              f"{exe} does not exist (did the build produce it?)")

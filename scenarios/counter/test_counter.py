@@ -63,4 +63,4 @@ def test_no_data_race(contract, programs, counter, no_valgrind, tool, request):
     if run.report.errors:
         from harness.valgrind import summarise
         raise CheckFailed(f"shared_counter under {tool}", "no data race",
-                          summarise(run.report), "take the lock around every access to the counter")
+                          summarise(run.report), "a variable two threads use without the lock: the counter, or one passed by address to the threads")
