@@ -133,6 +133,8 @@ static void *user_thread(void *arg)
         users = me->next;
     if (me->next)
         me->next->prev = me->prev;
+    shutdown(me->sock, SHUT_RDWR);   // hang up on it
+    me->sock = -1;
     me->prev = NULL;
     me->next = done_users;
     done_users = me;

@@ -23,7 +23,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define BUFSIZE 1024        // a line longer than this is sent in pieces
+#define BUFSIZE 2048        // longest line (1000 + room for one more recv)
 #define SEND_TIMEOUT_S 3
 
 typedef struct user {
