@@ -299,6 +299,10 @@ def _record(item, outcome_report, call, session):
                        "hint": exc.hint}
         else:
             failure = {"step": "", "expected": "", "actual": str(exc)[-2000:], "hint": ""}
+        death = session.died_on_its_own() if session else None
+        if death:
+            # "the connection was reset" is the symptom; the cause comes first.
+            failure["actual"] = f"the server died ({death}); {failure['actual']}"
     rules = [a for m in item.iter_markers("rule") for a in m.args]
     # A chat session's server report, or one a Python scenario attached.
     report = getattr(item, "_valgrind_report", None) or (session.report if session else None)

@@ -57,11 +57,15 @@ def test_fds_and_threads_flat_across_200_join_leave_cycles(chat):
     quit_word = chat.protocol.quit.encode()
     for i in range(200):
         (c,) = chat.connect(f"x{i}")
-        if quit_word:
+        # Leave every way a client can: quit, end of stream, reset.
+        how = ("quit", "close", "reset")[i % 3] if chat.contract.transport == "tcp" else "quit"
+        if how == "quit" and quit_word:
             c.send(quit_word)
-        if chat.contract.transport == "tcp":
-            if quit_word and chat.protocol.quit_closes:
+            if chat.contract.transport == "tcp" and chat.protocol.quit_closes:
                 c.expect_closed(chat.within(3))
+        if how == "reset":
+            c.reset()
+        else:
             c.close()
     fds = settle_to(chat.server_fds, fds0, chat.within(5))
     threads = settle_to(chat.server_threads, threads0, chat.within(5))
@@ -116,6 +120,38 @@ def test_refuses_cleanly_beyond_the_open_file_limit(chat):
                               f"{cpu:.2f}s of CPU in {time.monotonic() - t0:.2f}s idle",
                               "on EMFILE, accept with a spare fd and close, or stop watching the listener")
         chat.expect_server_alive()
+    finally:
+        for s in extra:
+            s.close()
+
+
+@pytest.mark.rule("refuse-beyond-limit")
+@pytest.mark.requires("refuses-beyond-limit")
+def test_refuses_cleanly_beyond_fd_setsize(chat):
+    """With room for 4096 files, 1100 clients push fds past FD_SETSIZE
+    (1024): select() cannot watch those, so the server must refuse them
+    (accept and close), never FD_SET them, and keep serving its members."""
+    chat.start_server(limits=Limits(open_files=4096))
+    members = chat.connect("a", "b")
+    extra = []
+    try:
+        for i in range(1100):
+            extra.append(socket.create_connection(("127.0.0.1", chat.port), timeout=5))
+        members[0].send(b"still serving past FD_SETSIZE")
+        members[1].expect(b"still serving past FD_SETSIZE", within=chat.within(5))
+        chat.expect_server_alive()
+        closed = 0
+        deadline = time.monotonic() + chat.within(5)
+        for s in extra[-60:]:     # the last ones got fds well past 1024
+            s.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                closed += s.recv(1) == b""
+            except (socket.timeout, ConnectionResetError):
+                pass
+        if closed == 0:
+            raise CheckFailed("1100 clients connect; fds pass FD_SETSIZE", "those beyond it accepted and closed",
+                              "none of the last 60 was closed",
+                              "an fd >= FD_SETSIZE cannot go in an fd_set: close it at once")
     finally:
         for s in extra:
             s.close()
