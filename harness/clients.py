@@ -154,6 +154,8 @@ class Receiver:
                 hint = f"{self.name} got back its own message; the sender must never receive it"
             elif got.line in self.broken:
                 hint = "the line does not have the relay format " + repr(self.protocol.relay)
+            elif not got.data:
+                hint = "an empty message was relayed (empty messages are not relayed)"
             elif message in got.data or any(got.data in m for m in self.sent):
                 hint = "two messages merged, or one split: lines must arrive whole"
             raise CheckFailed(step, show_bytes(message), show_bytes(got.line), hint)

@@ -190,8 +190,12 @@ class ChatSession:
         proc = self.supervisor.spawn(name, argv, cwd=self.workdir, pty=pty)
         c = ProgramClient(name, self.protocol, self.transcript, proc, spec)
         self.clients[name] = c
-        if confirm and self.contract.transport != "udp":
-            self.confirm_members([c])
+        others = [m for m in self.members() if m is not c]
+        if confirm and others:
+            # The program proves it is connected by sending (a typed probe
+            # reaches the others): confirming by a message it must print
+            # would judge its receive thread, which has a check of its own.
+            self.probe(c, others)
         return c
 
     def members(self) -> list[Receiver]:

@@ -25,9 +25,6 @@ def test_500_clients_that_connect_and_reset(chat):
     chat.expect_server_alive()
     a.send(b"still here after 500 resets")
     b.expect_eventually(b"still here after 500 resets", within=chat.within(5))
-    if any(m.data.startswith(b"half a line") for m in b.messages):
-        raise CheckFailed("clients reset after sending half a line", "the partial line discarded",
-                          "it was relayed")
 
 
 @pytest.mark.rule("departure-reset")

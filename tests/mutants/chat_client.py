@@ -52,7 +52,7 @@ def receive_tcp(sock: socket.socket) -> None:
             if MUTANT == "no-exit-on-server-close":
                 return
             sys.stderr.write("server closed the connection\n")
-            os._exit(0)
+            os._exit(EXIT_STATUS)
         buf += data
         *lines, buf = buf.split(b"\n")
         for line in lines:
@@ -70,11 +70,17 @@ def receive_udp(sock: socket.socket) -> None:
         show(data)
 
 
+# The status the client exits with once it has left. The receive thread
+# may see the server close first, so both paths use it.
+EXIT_STATUS = 0
+
+
 def leave(sock: socket.socket, send) -> None:
-    send(QUIT)
+    global EXIT_STATUS
     if MUTANT == "exit-1-on-quit":
-        os._exit(1)
-    os._exit(0)
+        EXIT_STATUS = 1
+    send(QUIT)
+    os._exit(EXIT_STATUS)
 
 
 def main() -> None:
