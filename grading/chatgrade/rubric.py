@@ -96,7 +96,9 @@ def _valgrind_deductions(item: Item, checks: list[dict]) -> list[dict]:
                              f"{vg['errors'][0].get('what') or vg['errors'][0].get('kind')}")
         if leaks.get("definitely_bytes"):
             found.setdefault("definitely_lost", f"definitely lost {leaks['definitely_bytes']} B")
-        if leaks.get("indirectly_bytes"):
+        if leaks.get("indirectly_bytes") and not leaks.get("definitely_bytes"):
+            # Indirect blocks hang off definitely lost ones: one forgotten
+            # free of a list head is one mistake, charged once.
             found.setdefault("indirectly_lost", f"indirectly lost {leaks['indirectly_bytes']} B")
         if vg.get("open_fds"):
             found.setdefault("open_fds", f"{len(vg['open_fds'])} fd(s) open at exit")
