@@ -57,13 +57,13 @@ def test_a_clean_report_keeps_the_points_when_another_rule_failed_the_check():
     assert score_item(item, [check("failed", None)])[0] == 0
 
 
-@pytest.mark.parametrize("contract", [c for c in all_contracts() if c.id in
+@pytest.mark.parametrize("default", [c for c in all_contracts() if c.id in
                                       ("tcp_chat", "udp_chat", "select_chat", "shared_counter")],
                          ids=lambda c: c.id)
-def test_default_rubrics_sum_to_100_and_cover_every_rule(contract):
-    rubric = for_contract(contract)
+def test_default_rubrics_sum_to_100_and_cover_every_rule(default):
+    rubric = for_contract(default)
     assert rubric.max_score == 100
-    assert {i.rule for i in rubric.items} == set(contract.rules)
+    assert {i.rule for i in rubric.items} == set(default.rules)
 
 
 def test_a_rubric_missing_a_rule_is_refused(tmp_path):
