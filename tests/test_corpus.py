@@ -12,6 +12,8 @@ import pytest
 from grading.chatgrade.corpus import CORPUS, judge, load, lost_where, submissions
 
 ROOT = Path(__file__).resolve().parent.parent
+# The first test grades the whole corpus (several minutes on 2 cores).
+pytestmark = pytest.mark.timeout(2400)
 
 
 @pytest.fixture(scope="module")
