@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .procs import Supervisor
+from .sandbox import BUILD_LIMITS, Sandbox
 
 GCC_FLAGS = ["-std=c11", "-Wall", "-Wextra", "-pthread", "-g"]
 STEP_TIMEOUT = 180.0            # seconds per build command
@@ -65,8 +66,10 @@ def _is_executable(p: Path) -> bool:
 
 
 def _find_program(root: Path, name: str) -> Path | None:
-    """The executable called `name` under root (shallowest first)."""
-    found = sorted((p for p in root.rglob(name) if _is_executable(p)),
+    """The executable called `name` under root (shallowest first). Never a
+    symbolic link: the build's tree is the submission's to shape, and a link
+    could name a file of ours."""
+    found = sorted((p for p in root.rglob(name) if not p.is_symlink() and _is_executable(p)),
                    key=lambda p: (len(p.parts), str(p)))
     return found[0] if found else None
 
@@ -78,7 +81,8 @@ def _copy_sources(src: Path, dest: Path) -> None:
 
 
 def build(submission: Path, programs: list[str], workdir: Path,
-          timeout: float = STEP_TIMEOUT, env: dict[str, str] | None = None) -> BuildResult:
+          timeout: float = STEP_TIMEOUT, env: dict[str, str] | None = None,
+          hidden: list[Path] = ()) -> BuildResult:
     """Build `programs` from the submission folder into workdir/bin."""
     start = time.monotonic()
     submission = Path(submission)
@@ -90,13 +94,19 @@ def build(submission: Path, programs: list[str], workdir: Path,
         return result
     _copy_sources(submission, src)
     bin_dir.mkdir(parents=True, exist_ok=True)
-    sup = Supervisor(output_cap=LOG_CAP, env=env)
+    sup = Supervisor(output_cap=LOG_CAP)
+    # The build is the submission's own code too (a Makefile runs anything):
+    # it runs in a box that sees only this private copy.
+    box = Sandbox(workdir, limits=BUILD_LIMITS)
+    box.hidden += [Path(h) for h in hidden]
     logs: list[str] = []
 
     def run(argv: list[str], cwd: Path) -> bool:
-        proc = sup.run("build", argv, timeout=timeout, cwd=cwd)
+        proc = sup.run("build", argv, timeout=timeout, cwd=cwd, sandbox=box, env=env)
         out = proc.stdout.text() + proc.stderr.text()
         logs.append(f"$ {' '.join(argv)}\n{out}")
+        if proc.findings():
+            logs.append(f"[sandbox: {'; '.join(proc.findings())}]")
         if proc.timed_out:
             logs.append(f"[killed: the build step ran for more than {timeout:g}s]")
             result.error = f"'{' '.join(argv[:2])}' ran for more than {timeout:g}s and was stopped"

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import valgrind
+from . import sandbox, valgrind
 from .contract import Contract
 from .procs import Supervisor
 from .session import Programs
@@ -42,7 +42,9 @@ def run_counter(contract: Contract, programs: Programs, threads: int, iters: int
         if tool:
             argv = valgrind.valgrind_argv(tool, argv, xml, log)
             timeout *= valgrind.TIMEOUT_SCALE[tool]
-        proc = sup.run("counter", argv, timeout=timeout, cwd=tmp)
+        box = sandbox.Sandbox(Path(tmp), visible=[exe.parent, valgrind.SUPPRESSIONS_DIR],
+                              limits=sandbox.Limits().scaled(valgrind.TIMEOUT_SCALE[tool] if tool else 1))
+        proc = sup.run("counter", argv, timeout=timeout, cwd=tmp, sandbox=box)
         sup.stop_all()
         report = valgrind.load_report(xml, log, tool) if tool else None
     return CounterRun(threads, iters, proc.popen.returncode, proc.timed_out,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .sandbox import Confinement, Limits, Sandbox
 from .transcript import Transcript
 
 DEFAULT_OUTPUT_CAP = 4 * 1024 * 1024   # bytes kept per stream; the rest is counted
@@ -143,26 +144,6 @@ def _pump(fd: int, stream: Stream) -> None:
 
 
 @dataclass
-class Limits:
-    """Resource limits applied in the child before exec (see sandbox issue)."""
-    cpu_seconds: int | None = None
-    address_space: int | None = None
-    processes: int | None = None
-    file_size: int | None = None
-    open_files: int | None = None
-
-    def apply(self) -> None:
-        import resource
-        for res, value in ((resource.RLIMIT_CPU, self.cpu_seconds),
-                           (resource.RLIMIT_AS, self.address_space),
-                           (resource.RLIMIT_NPROC, self.processes),
-                           (resource.RLIMIT_FSIZE, self.file_size),
-                           (resource.RLIMIT_NOFILE, self.open_files)):
-            if value is not None:
-                resource.setrlimit(res, (value, value))
-
-
-@dataclass
 class Process:
     """A started program. Use Supervisor.spawn to make one."""
     name: str
@@ -176,10 +157,26 @@ class Process:
     started: float = field(default_factory=time.monotonic)
     stop_signal_sent: int | None = None
     timed_out: bool = False           # Supervisor.run killed it at its deadline
+    confinement: Confinement | None = None   # its sandbox's cgroups and report
+    _program_pid: int | None = None
 
     @property
     def pid(self) -> int:
         return self.popen.pid
+
+    @property
+    def program_pid(self) -> int | None:
+        """The pid of the program itself, to read its /proc entries. In a
+        sandbox `pid` is the sandbox's keeper: the program is its grandchild
+        (keeper -> the namespace's init -> program). None once it is gone."""
+        if self.confinement is None:
+            return self.pid if self.alive() else None
+        if self._program_pid is None:
+            init = _first_child(self.pid)
+            self._program_pid = _first_child(init) if init else None
+        if self._program_pid is not None and not os.path.exists(f"/proc/{self._program_pid}"):
+            return None
+        return self._program_pid
 
     @property
     def returncode(self) -> int | None:
@@ -188,8 +185,20 @@ class Process:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def findings(self) -> list[str]:
+        """What its sandbox saw: limits hit, processes it left behind."""
+        if self.confinement is None:
+            return []
+        return self.confinement.findings(self.popen.poll())
+
+    @property
+    def escaped(self) -> list[str]:
+        self.findings()
+        return self.confinement.escaped if self.confinement else []
+
     def status(self) -> str:
-        return describe_status(self.popen.poll())
+        """'exit 0', 'killed by SIGKILL; killed: over 512 MB of memory'."""
+        return "; ".join([describe_status(self.popen.poll()), *self.findings()])
 
     # -- stdin -----------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -279,6 +288,11 @@ class Process:
     def _finish(self, timeout: float = 2.0) -> None:
         with _spawn_lock:
             _started.discard(self.pid)
+        if self.confinement is not None:
+            self.confinement.release(self.popen.poll())
+            if self.transcript and self.confinement.findings(self.popen.poll()):
+                self.transcript.add(self.name, "exit",
+                                    detail="sandbox: " + "; ".join(self.findings()))
         deadline = time.monotonic() + timeout
         self.stdout.wait_closed(deadline)
         self.stderr.wait_closed(deadline)
@@ -291,6 +305,15 @@ def _enable_subreaper() -> bool:
     """Make this process adopt orphans of its descendants, so a program
     that double-forks a daemon cannot escape teardown unnoticed."""
     return _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def _first_child(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = f.read().split()
+    except OSError:
+        kids = [str(p) for p in _children_of(pid)]
+    return int(kids[0]) if kids else None
 
 
 def _children_of(pid: int) -> list[int]:
@@ -326,11 +349,23 @@ class Supervisor:
 
     def spawn(self, name: str, argv: Sequence[str], *, cwd: str | Path | None = None,
               env: dict[str, str] | None = None, pty: bool = False, stdin: bool = True,
-              limits: Limits | None = None) -> Process:
-        """Start argv as `name`; stdin is a pipe (or a pty, or /dev/null)."""
+              limits: Limits | None = None, sandbox: Sandbox | None = None) -> Process:
+        """Start argv as `name`; stdin is a pipe (or a pty, or /dev/null).
+
+        With `sandbox` (a program under test) it runs in that box, with a
+        clean environment plus `env`, under `limits` or the box's own.
+        """
         argv = [str(a) for a in argv]
         limits = limits or self.limits
-        run_env = dict(os.environ if env is None and self.env is None else (env or self.env))
+        confinement = None
+        if sandbox is not None:
+            limits = limits or sandbox.limits
+            run_env = {**sandbox.prepare(), **(env or self.env or {})}
+            argv, confinement = sandbox.wrap(argv, cwd, limits)
+            if confinement is not None:
+                limits = None       # the helper applies them, after its own setup
+        else:
+            run_env = dict(os.environ if env is None and self.env is None else (env or self.env))
         stdin_fd = child_in = child_out = None
         if pty:
             master, slave = os.openpty()
@@ -370,6 +405,8 @@ class Supervisor:
             for fd in {out_r, err_r, stdin_fd}:
                 if fd is not None:
                     os.close(fd)
+            if confinement is not None:
+                confinement.release(None)
             raise ProcessError(f"cannot start {name} ({argv[0]}): {e.strerror}") from None
         finally:
             for fd in {child_in, child_out, child_err}:
@@ -383,7 +420,7 @@ class Supervisor:
         for fd, stream in ((out_r, out), (err_r, err)):
             threading.Thread(target=_pump, args=(fd, stream), daemon=True,
                              name=f"pump-{name}-{stream.name}").start()
-        proc = Process(name, argv, popen, out, err, stdin_fd, pty, tr)
+        proc = Process(name, argv, popen, out, err, stdin_fd, pty, tr, confinement=confinement)
         self.processes.append(proc)
         return proc
 
@@ -408,7 +445,9 @@ class Supervisor:
                 proc.stop(signal.SIGTERM, grace)
             else:
                 proc.stop(signal.SIGKILL, 0)
-        return self.kill_orphans()
+        # In a sandbox the escapees died with its PID namespace; its report
+        # says who they were.
+        return [e for p in self.processes for e in p.escaped] + self.kill_orphans()
 
     def kill_orphans(self) -> list[str]:
         """Kill and reap processes re-parented to us (escaped daemons)."""

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import netns, valgrind
+from . import netns, sandbox, valgrind
 from .clients import CheckFailed, Hub, ProgramClient, RawClient, Receiver
 from .contract import Contract, ProgramSpec
 from .procs import Limits, Process, Supervisor, describe_status
@@ -44,7 +44,24 @@ class Programs:
         if os.path.isabs(spec.program):
             return Path(spec.program)
         base = self.reference if spec.from_reference else self.submission
-        return base / spec.program
+        # Absolute: a program under test starts in its own box's folder.
+        return Path(os.path.abspath(base / spec.program))
+
+
+def proc_sockets(pid: int, table: str):
+    """The sockets of the namespace `pid` lives in, from /proc/PID/net/TABLE
+    ("tcp" or "udp"): (local port, state, bytes in the receive queue,
+    datagrams dropped) for each."""
+    try:
+        with open(f"/proc/{pid}/net/{table}") as f:
+            next(f)
+            rows = [row.split() for row in f]
+    except (OSError, StopIteration):
+        return
+    for fields in rows:
+        rx_queue = int(fields[4].split(":")[1], 16)
+        drops = int(fields[-1]) if table == "udp" else 0
+        yield int(fields[1].split(":")[1], 16), fields[3], rx_queue, drops
 
 
 def _listening(pid: int, port: int, transport: str) -> bool:
@@ -52,17 +69,8 @@ def _listening(pid: int, port: int, transport: str) -> bool:
     (a TCP one in LISTEN state). Read from /proc, so readiness costs no
     probe connection, and no probe datagram joins a UDP group."""
     table = "udp" if transport == "udp" else "tcp"
-    try:
-        with open(f"/proc/{pid}/net/{table}") as f:
-            next(f)
-            for row in f:
-                fields = row.split()
-                local, state = fields[1], fields[3]
-                if int(local.split(":")[1], 16) == port and (table == "udp" or state == "0A"):
-                    return True
-    except (OSError, StopIteration):
-        pass
-    return False
+    return any(local == port and (table == "udp" or state == "0A")
+               for local, state, _, _ in proc_sockets(pid, table))
 
 
 class ChatSession:
@@ -76,7 +84,7 @@ class ChatSession:
         self.source_dirs = list(source_dirs)  # the submission's sources, for valgrind attribution
         self.scale = scale * (valgrind.TIMEOUT_SCALE[tool] if tool else 1.0)
         self.transcript = Transcript()
-        self.supervisor = Supervisor(self.transcript, limits=limits)
+        self.supervisor = Supervisor(self.transcript)
         self.hub = Hub()
         self.clients: dict[str, Receiver] = {}
         self.server: Process | None = None
@@ -88,6 +96,12 @@ class ChatSession:
         self._probe = 0
         self._probe_token = secrets.token_hex(3)
         self.isolated = False
+        # The programs under test run in a box: this scenario's folder is
+        # theirs (cwd, HOME, TMPDIR, valgrind's reports); their binaries and
+        # our suppressions are visible read-only; all else of ours is hidden.
+        self.sandbox = sandbox.Sandbox(
+            box=self.workdir, visible=[programs.submission, valgrind.SUPPRESSIONS_DIR],
+            limits=(limits or Limits()).scaled(self.scale))
 
     def within(self, seconds: float) -> float:
         """A deadline scaled for valgrind's slowdown."""
@@ -119,7 +133,11 @@ class ChatSession:
             self.xml_path = self.workdir / f"server.{self.tool}.xml"
             self.log_path = self.workdir / f"server.{self.tool}.log"
             argv = valgrind.valgrind_argv(self.tool, argv, self.xml_path, self.log_path)
-        self.server = self.supervisor.spawn("server", argv, cwd=self.workdir, limits=limits)
+        self.server = self.supervisor.spawn(
+            "server", argv, cwd=self.workdir,
+            limits=limits.scaled(self.scale) if limits else None,
+            # Our own reference is not under test and needs no box.
+            sandbox=None if exe == ref else self.sandbox)
         deadline = time.monotonic() + self.within(ready_within)
         while not _listening(self.server.pid, port, self.contract.transport):
             if not self.server.alive():
@@ -150,14 +168,15 @@ class ChatSession:
                               "stderr: " + (self.server.stderr.text()[-800:] if self.server else ""))
 
     # -- clients -------------------------------------------------------------
-    def _new_raw(self, name: str, silent: bool = False) -> RawClient:
+    def _new_raw(self, name: str, silent: bool = False, port: int | None = None) -> RawClient:
         if name in self.clients:
             raise SetupError(f"client {name} connects", "a new name", f"{name} already exists")
         c = RawClient(name, self.protocol, self.transcript, self.hub, self.contract.transport)
+        port = port or self.port
         try:
-            c.connect(HOST, self.port, timeout=self.within(5))
+            c.connect(HOST, port, timeout=self.within(5))
         except OSError as e:
-            raise CheckFailed(f"client {name} connects", f"the server accepts on port {self.port}",
+            raise CheckFailed(f"client {name} connects", f"the server accepts on port {port}",
                               f"connect failed: {e.strerror or e}") from None
         self.clients[name] = c
         if silent:
@@ -170,10 +189,13 @@ class ChatSession:
             self.transcript.add(name, "send", join.encode(), detail="(join)")
         return c
 
-    def connect(self, *names: str, confirm: bool = True, silent: bool = False) -> list[RawClient]:
+    def connect(self, *names: str, confirm: bool = True, silent: bool = False,
+                port: int | None = None) -> list[RawClient]:
         """Raw clients join; membership is confirmed by a round trip.
-        `silent`: connect only (UDP: send nothing, so not yet a member)."""
-        new = [self._new_raw(n, silent) for n in names]
+        `silent`: connect only (UDP: send nothing, so not yet a member).
+        `port`: talk to this port instead of the server's (a fault proxy
+        in front of it, harness/faults.py)."""
+        new = [self._new_raw(n, silent, port) for n in names]
         if confirm and not silent:
             self.confirm_members(new)
         return new
@@ -187,7 +209,8 @@ class ChatSession:
         if not exe.exists():
             raise SetupError(f"start client {name}", f"a program {exe.name}", f"{exe} does not exist")
         argv = [str(exe), *spec.render(port=self.port, host=HOST, name=name)]
-        proc = self.supervisor.spawn(name, argv, cwd=self.workdir, pty=pty)
+        proc = self.supervisor.spawn(name, argv, cwd=self.workdir, pty=pty,
+                                     sandbox=None if spec.from_reference else self.sandbox)
         c = ProgramClient(name, self.protocol, self.transcript, proc, spec)
         self.clients[name] = c
         others = [m for m in self.members() if m is not c]
@@ -254,10 +277,10 @@ class ChatSession:
 
     # -- threads and fds of the server ---------------------------------------
     def server_threads(self) -> int:
-        return len(os.listdir(f"/proc/{self.server.pid}/task"))
+        return len(os.listdir(f"/proc/{self.server.program_pid}/task"))
 
     def server_fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.server.pid}/fd"))
+        return len(os.listdir(f"/proc/{self.server.program_pid}/fd"))
 
     # -- teardown --------------------------------------------------------------
     def died_on_its_own(self) -> str | None:

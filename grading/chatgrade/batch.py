@@ -56,7 +56,7 @@ def grade_one(sub: Path, assignment: str, out: Path, valgrind: bool) -> dict:
     dest = out / "submissions" / sub.name
     try:
         with tempfile.TemporaryDirectory(prefix="chatgrade-batch-") as work:
-            g = grade(sub, assignment, jobs=1, valgrind=valgrind, workdir=Path(work))
+            g = grade(sub, assignment, jobs=1, valgrind=valgrind, workdir=Path(work), hide=[out])
     except Exception:
         g = _failed_grade(sub, assignment, "the grader failed on this submission:\n"
                           + traceback.format_exc()[-2000:])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from harness import netns
+from harness import netns, sandbox
 from harness.build import build
 from harness.procs import Supervisor
 from harness.contract import Contract, by_id
@@ -54,7 +55,8 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def run_checks(contract: Contract, bin_dir: Path, source_dir: Path | None, workdir: Path, *,
                jobs: int = 2, valgrind: bool = True, timeout: float | None = None,
-               on_check: Callable[[dict], None] | None = None) -> tuple[list[dict], list[dict], bool]:
+               on_check: Callable[[dict], None] | None = None,
+               hidden: list[Path] = ()) -> tuple[list[dict], list[dict], bool]:
     """Run every scenario of the contract against bin_dir.
 
     Returns (checks listed, results, timed_out).
@@ -77,7 +79,11 @@ def run_checks(contract: Contract, bin_dir: Path, source_dir: Path | None, workd
         argv += ["-p", "no:xdist"]
     timeout = timeout or (RUN_TIMEOUT if valgrind else RUN_TIMEOUT_NO_VALGRIND)
     sup = Supervisor(output_cap=1 << 20)
-    proc = sup.spawn("checks", argv, cwd=ROOT, stdin=False)
+    # The programs the checks start must not see these (the class folder,
+    # the reports): the sandbox hides them, told through the environment.
+    env = dict(os.environ)
+    env[sandbox.HIDE_ENV] = os.pathsep.join(str(h) for h in [*sandbox.hidden_from_env(), *hidden])
+    proc = sup.spawn("checks", argv, cwd=ROOT, stdin=False, env=env)
     deadline = time.monotonic() + timeout
     seen = 0
     timed_out = False
@@ -178,7 +184,7 @@ def score(contract: Contract, rubric: Rubric, build_info: dict, listed: list[dic
 
 def grade(submission: Path, assignment: str, *, jobs: int = 2, valgrind: bool = True,
           workdir: Path | None = None, on_check: Callable[[dict], None] | None = None,
-          timeout: float | None = None) -> dict:
+          timeout: float | None = None, hide: list[Path] = ()) -> dict:
     """Build, check and score one submission; the grade dict (model.py)."""
     started, t0 = _now(), time.monotonic()
     submission = Path(submission).resolve()
@@ -187,11 +193,17 @@ def grade(submission: Path, assignment: str, *, jobs: int = 2, valgrind: bool = 
     own = workdir is None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="chatgrade-grade-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    notes = [netns.mode_description()]
+    # The sandbox user passes through (never lists) our work folder to its box.
+    workdir.chmod(0o711)
+    # Hidden from the submission's programs: its own folder's siblings (the
+    # rest of the class) and whatever the caller names (the reports).
+    hidden = [submission.parent, *(Path(h).resolve() for h in hide)]
+    notes = [netns.mode_description(), sandbox.mode_description()]
     if not valgrind:
         notes.append("valgrind checks not run (--no-valgrind): their points are not awarded")
     try:
-        b = build(submission, [p.program for p in contract.programs], workdir / "build")
+        b = build(submission, [p.program for p in contract.programs], workdir / "build",
+                  hidden=hidden)
         build_info = b.to_dict()
         server = contract.server or contract.counter
         status = "graded"
@@ -205,7 +217,7 @@ def grade(submission: Path, assignment: str, *, jobs: int = 2, valgrind: bool = 
                 skip_cat["client"] = f"skipped: {contract.client.program} was not built"
             listed, results, timed_out = run_checks(
                 contract, b.bin_dir, b.source_dir, workdir, jobs=jobs, valgrind=valgrind,
-                timeout=timeout, on_check=on_check)
+                timeout=timeout, on_check=on_check, hidden=hidden)
             if timed_out:
                 status = "timed_out"
                 notes.append("the checks ran out of time; checks not reached score 0 (not run)")

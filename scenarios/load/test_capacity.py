@@ -116,13 +116,13 @@ def test_refuses_cleanly_beyond_the_open_file_limit(chat):
         if served + refused != len(extra) or served > 64:
             raise CheckFailed("100 more clients connect", "each one served or closed",
                               f"{served} held open, {refused} closed")
-        stat = open(f"/proc/{chat.server.pid}/stat").read().rsplit(")", 1)[1].split()
+        stat = open(f"/proc/{chat.server.program_pid}/stat").read().rsplit(")", 1)[1].split()
         cpu0 = int(stat[11]) + int(stat[12])
         members[0].send(b"still serving")
         members[1].expect(b"still serving", within=chat.within(3))
         t0 = time.monotonic()
         members[1].expect_nothing(0.5)
-        stat = open(f"/proc/{chat.server.pid}/stat").read().rsplit(")", 1)[1].split()
+        stat = open(f"/proc/{chat.server.program_pid}/stat").read().rsplit(")", 1)[1].split()
         cpu = (int(stat[11]) + int(stat[12]) - cpu0) / os.sysconf("SC_CLK_TCK")
         if cpu > 0.5 * (time.monotonic() - t0):
             raise CheckFailed("the server idles at its fd limit", "no busy loop",

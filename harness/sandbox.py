@@ -1,0 +1,337 @@
+"""The box every program of a submission runs in: its build, its server,
+its clients.
+
+A grader runs untrusted code from a whole class. Each program under test is
+started through a small C helper (sandbox_exec.c, compiled here on first
+use) that puts it in
+
+- a PID namespace of its own: when the program ends, everything it started
+  (children, double-forked daemons, setsid escapees) is killed with it;
+- a mount namespace in which the grader's files, /tmp, /home, /root, /run
+  and every submission folder are hidden under empty tmpfs, and only the
+  program's own box (its binaries, a private HOME and TMPDIR, its
+  scenario's work folder) is visible; and a /proc that shows no other
+  process;
+- the scenario's network namespace (the harness thread's, see netns.py),
+  whose only interface is its loopback;
+- cgroups that cap its memory and its number of processes and threads;
+- resource limits: CPU seconds, file size, open files, processes;
+- an unprivileged uid (CHATGRADE_SANDBOX_UID, default 99999) with no
+  supplementary groups and no_new_privs.
+
+Limits are scaled for valgrind, which needs several times the memory and
+CPU. Without root, or where namespaces are refused, programs run with the
+resource limits alone and a subreaper collects escapees; mode_description()
+says which, and the run's header and each grade's notes repeat it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE = Path(__file__).resolve().parent / "sandbox_exec.c"
+HELPER = ROOT / "build" / "harness" / "chatgrade-sandbox"
+SANDBOX_UID = int(os.environ.get("CHATGRADE_SANDBOX_UID", "99999"))
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Always hidden; plus the project itself, and what the grader adds in
+# CHATGRADE_HIDE (os.pathsep-separated: the class folder being graded, the
+# output folder), which its check runs inherit.
+HIDDEN = ["/tmp", "/var/tmp", "/dev/shm", "/run", "/root", "/home", "/srv", "/mnt", "/media"]
+HIDE_ENV = "CHATGRADE_HIDE"
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one program under test may use. None: no limit of ours.
+
+    memory and processes are cgroup limits (resident memory; processes
+    plus threads); the rest are setrlimit(2) values.
+    """
+    cpu_seconds: int | None = 60
+    memory: int | None = 512 * MiB
+    processes: int | None = 1024
+    file_size: int | None = 64 * MiB
+    open_files: int | None = 1024
+    address_space: int | None = None      # only used where there is no memory cgroup
+
+    def scaled(self, factor: float) -> "Limits":
+        """For valgrind: more CPU time and memory (address space unlimited)."""
+        if factor <= 1:
+            return self
+        return replace(self, cpu_seconds=self.cpu_seconds and int(self.cpu_seconds * factor),
+                       memory=self.memory and int(self.memory * min(factor, 4)),
+                       address_space=None)
+
+    def merged(self, **overrides) -> "Limits":
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def describe(self) -> str:
+        parts = []
+        if self.cpu_seconds:
+            parts.append(f"{self.cpu_seconds} s CPU")
+        if self.memory:
+            parts.append(f"{self.memory // MiB} MB memory")
+        if self.processes:
+            parts.append(f"{self.processes} processes/threads")
+        if self.file_size:
+            parts.append(f"{self.file_size // MiB} MB per file")
+        if self.open_files:
+            parts.append(f"{self.open_files} open files")
+        return ", ".join(parts)
+
+    def apply(self) -> None:
+        """setrlimit in the child before exec: the fallback without the helper."""
+        import resource
+        pairs = [(resource.RLIMIT_CPU, self.cpu_seconds), (resource.RLIMIT_FSIZE, self.file_size),
+                 (resource.RLIMIT_NOFILE, self.open_files),
+                 (resource.RLIMIT_AS, self.address_space or (self.memory and 8 * self.memory))]
+        for res, value in pairs:
+            if value is not None:
+                hard = value + 5 if res == resource.RLIMIT_CPU else value
+                resource.setrlimit(res, (value, hard))
+
+
+BUILD_LIMITS = Limits(cpu_seconds=300, memory=2048 * MiB, processes=512,
+                      file_size=512 * MiB, open_files=1024)
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def _compile_helper() -> Path:
+    """Build the helper next to the references; rebuilt when its source changes."""
+    if HELPER.exists() and HELPER.stat().st_mtime >= SOURCE.stat().st_mtime:
+        return HELPER
+    HELPER.parent.mkdir(parents=True, exist_ok=True)
+    tmp = HELPER.with_name(f".{HELPER.name}.{os.getpid()}.{threading.get_ident()}")
+    cc = shutil.which("cc") or shutil.which("gcc") or "cc"
+    subprocess.run([cc, "-std=c11", "-O2", "-Wall", "-Wextra", "-o", str(tmp), str(SOURCE)],
+                   check=True, capture_output=True)
+    os.replace(tmp, HELPER)   # atomic: parallel workers never run a half-written file
+    return HELPER
+
+
+def _cgroup_dir(controller: str) -> Path | None:
+    """Where we may create cgroups for `controller` (cgroup v1), or None."""
+    base = CGROUP_ROOT / controller
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                _, names, path = line.rstrip("\n").split(":", 2)
+                if controller in names.split(","):
+                    here = base / path.lstrip("/") / "chatgrade"
+                    here.mkdir(exist_ok=True)
+                    return here
+    except OSError:
+        return None
+    return None
+
+
+def _probe() -> dict:
+    """What isolation this machine allows us (tried once per process)."""
+    with _lock:
+        if _state:
+            return _state
+        info: dict[str, object] = {"helper": None, "reason": ""}
+        if os.geteuid() != 0:
+            info["reason"] = "not running as root"
+        else:
+            try:
+                helper = _compile_helper()
+                r = subprocess.run([str(helper), "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+                                    "--hide", "/tmp", "--", "true"], capture_output=True, timeout=30)
+                if r.returncode == 0:
+                    info["helper"] = helper
+                else:
+                    info["reason"] = r.stderr.decode(errors="replace").strip() or f"exit {r.returncode}"
+            except (OSError, subprocess.SubprocessError) as e:
+                info["reason"] = f"the sandbox helper could not be built: {e}"
+        info["pids"] = _cgroup_dir("pids") if info["helper"] else None
+        info["memory"] = _cgroup_dir("memory") if info["helper"] else None
+        _state.update(info)
+        return _state
+
+
+def available() -> bool:
+    return _probe()["helper"] is not None
+
+
+def mode_description() -> str:
+    st = _probe()
+    if st["helper"] is None:
+        return (f"sandbox: limits only ({st['reason']}): programs run as this user with "
+                "rlimits; a subreaper collects escaped processes")
+    cg = [c for c in ("pids", "memory") if st[c] is not None]
+    return (f"sandbox: uid {SANDBOX_UID}, private PID/mount namespaces, grader files hidden"
+            + (f", cgroups: {', '.join(cg)}" if cg else ", no cgroups (rlimits only)"))
+
+
+def chown_tree(path: Path) -> None:
+    """Give the box to the sandbox user (its HOME, TMPDIR, build tree)."""
+    if not available():
+        return
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.lchown(dirpath, SANDBOX_UID, SANDBOX_UID)
+        for n in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, n), SANDBOX_UID, SANDBOX_UID)
+
+
+@dataclass
+class Sandbox:
+    """The box of one scenario or build: what a program there can see.
+
+    `box` is the read-write folder of the program (its working directory,
+    HOME and TMPDIR live there); `visible` are read-only folders it needs
+    (its binaries, our valgrind suppressions); `hidden` adds folders to
+    hide beyond HIDDEN and the project itself.
+    """
+    box: Path
+    visible: list[Path] = field(default_factory=list)
+    hidden: list[Path] = field(default_factory=lambda: hidden_from_env())
+    limits: Limits = field(default_factory=Limits)
+    _env: dict[str, str] | None = None
+
+    def prepare(self) -> dict[str, str]:
+        """Make HOME and TMPDIR in the box; the environment for programs."""
+        if self._env is not None:
+            return dict(self._env)
+        home, tmp = self.box / ".home", self.box / ".tmp"
+        home.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir(parents=True, exist_ok=True)
+        # Outside hidden folders (/tmp is one) the folders above the box
+        # must let the sandbox user pass: the caller's temporary folders
+        # are made 0711 where they are created.
+        chown_tree(self.box)
+        self._env = {"HOME": str(home), "TMPDIR": str(tmp), "PATH": "/usr/local/bin:/usr/bin:/bin",
+                     "LANG": "C.UTF-8", "USER": "student", "LOGNAME": "student"}
+        return dict(self._env)
+
+    def wrap(self, argv: list[str], cwd: str | Path | None, limits: Limits | None = None
+             ) -> tuple[list[str], "Confinement | None"]:
+        """argv to run instead of `argv`, and the handle to its cgroups and report."""
+        st = _probe()
+        limits = limits or self.limits
+        if st["helper"] is None:
+            return argv, None
+        conf = Confinement(limits)
+        out = [str(st["helper"]), "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+               "--chdir", str(cwd or self.box), "--report", str(conf.report)]
+        for controller, knob, value in (("pids", "pids.max", limits.processes),
+                                        ("memory", "memory.limit_in_bytes", limits.memory)):
+            base = st[controller]
+            if base is not None and value:
+                out += ["--cgroup", str(conf.add_cgroup(base, controller, knob, value))]
+        for name, value in (("cpu", limits.cpu_seconds), ("fsize", limits.file_size),
+                            ("nofile", limits.open_files), ("core", 0),
+                            # The uid's total across every box running now: a
+                            # backstop for machines without the pids cgroup.
+                            ("nproc", 8192 if limits.processes else None),
+                            ("as", limits.address_space if st["memory"] is None else None)):
+            if value is not None:
+                out += ["--rlimit", f"{name}={value}"]
+        for h in [*HIDDEN, ROOT, *self.hidden]:
+            out += ["--hide", os.path.abspath(h)]
+        out += ["--expose", os.path.abspath(self.box)]
+        for v in self.visible:
+            out += ["--expose-ro", os.path.abspath(v)]
+        return out + ["--", *argv], conf
+
+
+class Confinement:
+    """One sandboxed process's cgroups and report: what it ran into."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        fd, name = tempfile.mkstemp(prefix="chatgrade-sandbox-", suffix=".report")
+        os.close(fd)
+        self.report = Path(name)
+        self.cgroups: dict[str, Path] = {}
+        self.escaped: list[str] = []
+        self._findings: list[str] | None = None
+
+    def add_cgroup(self, base: Path, controller: str, knob: str, value: int) -> Path:
+        d = Path(tempfile.mkdtemp(prefix="box-", dir=base))
+        (d / knob).write_text(str(value))
+        if controller == "memory":
+            # Where swap is accounted, swap counts against the same limit.
+            try:
+                (d / "memory.memsw.limit_in_bytes").write_text(str(value))
+            except OSError:
+                pass
+        self.cgroups[controller] = d
+        return d
+
+    def _read(self, controller: str, name: str) -> str:
+        d = self.cgroups.get(controller)
+        try:
+            return (d / name).read_text() if d else ""
+        except OSError:
+            return ""
+
+    def findings(self, returncode: int | None) -> list[str]:
+        """What the sandbox saw, in words, once the program has ended."""
+        if self._findings is not None or returncode is None:
+            return self._findings or []
+        out = []
+        oom = {k: v for k, v in (l.split() for l in self._read("memory", "memory.oom_control").splitlines()
+                                 if len(l.split()) == 2)}
+        if int(oom.get("oom_kill", "0")) > 0 or (
+                returncode == -signal.SIGKILL and self._read("memory", "memory.failcnt").strip() not in ("", "0")
+                and "oom_kill" not in oom):
+            out.append(f"killed: over {self.limits.memory // MiB} MB of memory")
+        if returncode == -signal.SIGXCPU:
+            out.append(f"killed: over {self.limits.cpu_seconds} s of CPU time")
+        if returncode == -signal.SIGXFSZ:
+            out.append(f"killed: wrote a file over {self.limits.file_size // MiB} MB")
+        events = self._read("pids", "pids.events").split()
+        if len(events) == 2 and events[0] == "max" and events[1] != "0":
+            out.append(f"hit the limit of {self.limits.processes} processes and threads "
+                       f"({events[1]} fork/clone calls refused)")
+        try:
+            lines = self.report.read_text().splitlines()
+        except OSError:
+            lines = []
+        # "left PID PGRP COMM": group 0 is the program's own (the harness's
+        # signals reach it); any other escaped it, as a daemon does.
+        self.escaped = [f"{f[3] if len(f) > 3 else '?'} (pid {f[1]} in the sandbox)"
+                        for f in (l.split(None, 3) for l in lines if l.startswith("left "))
+                        if len(f) > 2 and f[2] != "0"]
+        if self.escaped:
+            out.append(f"left {len(self.escaped)} process(es) of its own session running when it "
+                       f"ended ({', '.join(self.escaped)}); the sandbox killed them")
+        self._findings = out
+        return out
+
+    def release(self, returncode: int | None) -> None:
+        """Record the findings, then remove the cgroups and the report."""
+        self.findings(returncode)
+        for d in self.cgroups.values():
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    # Tasks of a dying namespace still being reaped: kill
+                    # what is left and retry.
+                    for pid in (d / "cgroup.procs").read_text().split() if (d / "cgroup.procs").exists() else []:
+                        try:
+                            os.kill(int(pid), signal.SIGKILL)
+                        except (ProcessLookupError, ValueError):
+                            pass
+                    threading.Event().wait(0.02)
+        self.report.unlink(missing_ok=True)
+
+
+def hidden_from_env() -> list[Path]:
+    return [Path(p) for p in os.environ.get(HIDE_ENV, "").split(os.pathsep) if p]
