@@ -136,6 +136,17 @@ def _cgroup_dir(controller: str) -> Path | None:
     return None
 
 
+def sweep_cgroups(base: Path) -> None:
+    """Remove empty cgroups of graders that no longer run."""
+    for d in base.glob("box-*"):
+        owner = d.name.split("-")[1]
+        if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
+            try:
+                d.rmdir()
+            except OSError:
+                pass    # still holds a process: a leak for the caller to report
+
+
 def _probe() -> dict:
     """What isolation this machine allows us (tried once per process)."""
     with _lock:
@@ -157,6 +168,9 @@ def _probe() -> dict:
                 info["reason"] = f"the sandbox helper could not be built: {e}"
         info["pids"] = _cgroup_dir("pids") if info["helper"] else None
         info["memory"] = _cgroup_dir("memory") if info["helper"] else None
+        for base in (info["pids"], info["memory"]):
+            if base is not None:
+                sweep_cgroups(base)
         _state.update(info)
         return _state
 
@@ -259,7 +273,9 @@ class Confinement:
         self._findings: list[str] | None = None
 
     def add_cgroup(self, base: Path, controller: str, knob: str, value: int) -> Path:
-        d = Path(tempfile.mkdtemp(prefix="box-", dir=base))
+        # Named after us: a grader killed with -9 leaves its cgroups, and the
+        # next one removes those whose owner is gone (sweep_cgroups).
+        d = Path(tempfile.mkdtemp(prefix=f"box-{os.getpid()}-", dir=base))
         (d / knob).write_text(str(value))
         if controller == "memory":
             # Where swap is accounted, swap counts against the same limit.

@@ -27,3 +27,66 @@ def pytest_terminal_summary(terminalreporter):
     punished = sum(r[5] != "ok" for r in correct)
     tr.write_line(f"catch rate {caught}/{len(defective)}; correct submissions punished "
                   f"{punished}/{len(correct)}")
+
+
+def _leftovers() -> list[str]:
+    """Processes of this run still alive: anything of the sandbox user, any
+    sandbox keeper, any program started from this checkout's build."""
+    import os
+    from pathlib import Path
+    from harness import sandbox
+    root = str(Path(__file__).resolve().parent.parent)
+    me = os.getpid()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == me:
+            continue
+        try:
+            uid = os.stat(f"/proc/{pid}").st_uid
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if uid == sandbox.SANDBOX_UID or "chatgrade-sandbox" in cmd or \
+                f"{root}/build/" in cmd or f"{root}/tests/mutants/" in cmd:
+            found.append(f"{pid} {cmd[:120]}")
+    st = sandbox._probe() if os.geteuid() == 0 else {}
+    for controller in ("pids", "memory"):
+        base = st.get(controller)
+        if base is not None and Path(base).exists():
+            # A grader killed with -9 (the resume test) leaves empty cgroups,
+            # swept by the next one; a cgroup still holding a process is a leak.
+            sandbox.sweep_cgroups(Path(base))
+            found += [f"cgroup {d} holds {(d / 'cgroup.procs').read_text().split()}"
+                      for d in Path(base).glob("box-*") if (d / "cgroup.procs").read_text().split()]
+    return found
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """After the whole suite: nothing it started is left on the machine."""
+    if hasattr(session.config, "workerinput"):
+        return      # an xdist worker: the controller checks once, at the very end
+    import time
+    deadline = time.monotonic() + 10
+    left = _leftovers()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)   # processes being reaped as the last workers exit
+        left = _leftovers()
+    if left:
+        session.config.stash[LEFT_KEY] = left
+        session.exitstatus = 1
+
+
+try:
+    import pytest
+    LEFT_KEY = pytest.StashKey[list]()
+except AttributeError:  # pragma: no cover
+    LEFT_KEY = "chatgrade-left"
+
+
+def pytest_unconfigure(config):
+    left = config.stash.get(LEFT_KEY, None)
+    if left:
+        import sys
+        print("\nLEFT ON THE MACHINE after the suite (a sandbox or teardown leak):\n  "
+              + "\n  ".join(left), file=sys.stderr)
