@@ -42,6 +42,8 @@ def pytest_addoption(parser):
                 help="contract id to check (repeatable; default: the four assignments)")
     g.addoption("--contracts", default=None, help="folder of contract files")
     g.addoption("--no-valgrind", action="store_true", help="skip checks that run under valgrind")
+    g.addoption("--rules", default=None,
+                help="comma-separated rule ids: run only the checks of these rules")
     g.addoption("--results", default=None, help="write one JSON line per check to this file")
     g.addoption("--list-checks", default=None,
                 help="write the collected checks (assignment, rules, skip reason) as JSON lines")
@@ -96,6 +98,11 @@ def chat_session(config, contract, tool=None):
                                   f"it ended by itself ({session.early_death})",
                                   "stderr: " + session.server.stderr.text()[-800:])
             left = session.supervisor.survivors()
+            over = [f"{p.name}: {f}" for p in session.supervisor.processes for f in p.findings()
+                    if not f.startswith("left ")]
+            if ok and over:
+                raise CheckFailed("every program stays within the sandbox's limits",
+                                  session.sandbox.limits.describe(), "; ".join(over))
             if escaped or left:
                 raise CheckFailed("nothing the test started outlives it", "no process left",
                                   f"killed after teardown: {escaped + [str(p) for p in left]}")
@@ -127,10 +134,16 @@ def pytest_generate_tests(metafunc):
 
 
 def pytest_collection_modifyitems(config, items):
-    gone = [i for i in items if i.get_closest_marker("not_applicable")]
+    wanted = set(filter(None, (config.getoption("--rules") or "").split(",")))
+
+    def out(i) -> bool:
+        if i.get_closest_marker("not_applicable"):
+            return True
+        return bool(wanted) and not wanted & {a for m in i.iter_markers("rule") for a in m.args}
+    gone = [i for i in items if out(i)]
     if gone:
         config.hook.pytest_deselected(items=gone)
-        items[:] = [i for i in items if not i.get_closest_marker("not_applicable")]
+        items[:] = [i for i in items if not out(i)]
 
 
 @pytest.fixture
@@ -301,8 +314,11 @@ def _record(item, outcome_report, call, session):
             failure = {"step": "", "expected": "", "actual": str(exc)[-2000:], "hint": ""}
         death = session.died_on_its_own() if session else None
         if death:
-            # "the connection was reset" is the symptom; the cause comes first.
-            failure["actual"] = f"the server died ({death}); {failure['actual']}"
+            # "the connection was reset" is the symptom; the cause comes first,
+            # with the step it happened in.
+            during = f" during '{failure['step']}'" if failure["step"] else ""
+            what = death if death.startswith(("crashed", "killed")) else f"ended ({death})"
+            failure["actual"] = f"the server {what}{during}; {failure['actual']}"
     rules = [a for m in item.iter_markers("rule") for a in m.args]
     # A chat session's server report, or one a Python scenario attached.
     report = getattr(item, "_valgrind_report", None) or (session.report if session else None)

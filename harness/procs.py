@@ -51,11 +51,18 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
+# Signals a program raises on itself by a fault, not ones sent to it.
+_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT,
+            signal.SIGTRAP, signal.SIGSYS}
+
+
 def describe_status(returncode: int | None) -> str:
-    """'exit 0', 'killed by SIGSEGV', 'still running'."""
+    """'exit 0', 'crashed with SIGSEGV', 'killed by SIGTERM', 'still running'."""
     if returncode is None:
         return "still running"
     if returncode < 0:
+        if -returncode in _CRASHES:
+            return f"crashed with {signal_name(-returncode)}"
         return f"killed by {signal_name(-returncode)}"
     return f"exit {returncode}"
 
@@ -296,6 +303,12 @@ class Process:
         deadline = time.monotonic() + timeout
         self.stdout.wait_closed(deadline)
         self.stderr.wait_closed(deadline)
+        for stream in (self.stdout, self.stderr):
+            if stream.dropped and self.transcript and not getattr(stream, "_told", False):
+                stream._told = True
+                self.transcript.add(self.name, "note", detail=(
+                    f"{stream.name}: {stream.total} bytes written; the first {stream.cap} kept, "
+                    f"{stream.dropped} dropped"))
         if self.stdin_fd is not None:
             os.close(self.stdin_fd)
             self.stdin_fd = None

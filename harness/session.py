@@ -73,6 +73,22 @@ def _listening(pid: int, port: int, transport: str) -> bool:
                for local, state, _, _ in proc_sockets(pid, table))
 
 
+def _listening_ports(pid: int, transport: str) -> list[int]:
+    """Every port bound (TCP: listening) in the server's namespace."""
+    table = "udp" if transport == "udp" else "tcp"
+    ports = set()
+    try:
+        with open(f"/proc/{pid}/net/{table}") as f:
+            next(f)
+            for row in f:
+                fields = row.split()
+                if table == "udp" or fields[3] == "0A":
+                    ports.add(int(fields[1].split(":")[1], 16))
+    except (OSError, StopIteration):
+        pass
+    return sorted(ports)
+
+
 class ChatSession:
     def __init__(self, contract: Contract, programs: Programs, *, tool: str | None = None,
                  limits: Limits | None = None, scale: float = 1.0, workdir: Path | None = None,
@@ -145,8 +161,12 @@ class ChatSession:
                                  f"the server ended first ({self.server.status()})",
                                  "stderr: " + self.server.stderr.text()[-800:])
             if time.monotonic() > deadline:
+                others = _listening_ports(self.server.pid, self.contract.transport)
                 raise SetupError("start the server", f"listening on port {port} "
-                                 f"within {self.within(ready_within):g}s", "not listening")
+                                 f"within {self.within(ready_within):g}s",
+                                 f"not listening on {port}" +
+                                 (f"; it listens on {', '.join(map(str, others))} instead"
+                                  if others else "; it listens on no port at all"))
             time.sleep(0.01)  # poll /proc: the condition is checked, not assumed
         self.port = port
         self.transcript.note(f"server listening on port {port}")
@@ -289,7 +309,7 @@ class ChatSession:
         if self.server is None or self.server.stop_signal_sent is not None:
             return None
         code = self.server.returncode
-        return None if code is None else describe_status(code)
+        return None if code is None else self.server.status()
 
     def close(self) -> list[str]:
         """Close every client, stop every process; what had to be killed

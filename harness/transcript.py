@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 
 MAX_EVENTS = 20000
+MAX_DATA = 8 << 20     # bytes of event data kept in all: a program flooding
+                       # its output must not fill the grader's memory
 MAX_SHOWN_BYTES = 200  # per event, when rendered as text
 
 
@@ -45,14 +47,20 @@ class Transcript:
         self._events: list[Event] = []
         self._lock = threading.Lock()
         self.dropped = 0
+        self._data_kept = 0
 
     def add(self, actor: str, kind: str, data: bytes = b"", detail: str = "") -> None:
-        ev = Event(time.monotonic() - self.t0, actor, kind, bytes(data), detail)
         with self._lock:
-            if len(self._events) < MAX_EVENTS:
-                self._events.append(ev)
-            else:
+            if len(self._events) >= MAX_EVENTS:
                 self.dropped += 1
+                return
+            room = MAX_DATA - self._data_kept
+            if len(data) > room:
+                detail = (f"{detail}; " if detail else "") + \
+                    f"{len(data) - max(room, 0)} of its {len(data)} bytes not kept (transcript full)"
+                data = data[:max(room, 0)]
+            self._data_kept += len(data)
+            self._events.append(Event(time.monotonic() - self.t0, actor, kind, bytes(data), detail))
 
     def note(self, text: str, actor: str = "harness") -> None:
         self.add(actor, "note", detail=text)

@@ -52,11 +52,12 @@ def _failed_grade(sub: Path, assignment: str, why: str) -> dict:
             "categories": [], "items": []}
 
 
-def grade_one(sub: Path, assignment: str, out: Path, valgrind: bool) -> dict:
+def grade_one(sub: Path, assignment: str, out: Path, valgrind: bool, **options) -> dict:
     dest = out / "submissions" / sub.name
     try:
         with tempfile.TemporaryDirectory(prefix="chatgrade-batch-") as work:
-            g = grade(sub, assignment, jobs=1, valgrind=valgrind, workdir=Path(work), hide=[out])
+            g = grade(sub, assignment, jobs=1, valgrind=valgrind, workdir=Path(work), hide=[out],
+                      **options)
     except Exception:
         g = _failed_grade(sub, assignment, "the grader failed on this submission:\n"
                           + traceback.format_exc()[-2000:])
@@ -105,7 +106,8 @@ def _progress(done: int, total: int, g: dict, t0: float) -> None:
 
 
 def batch(root: Path, assignment: str, out: Path, *, jobs: int = 2, shard=(1, 1),
-          resume: bool = False, valgrind: bool = True) -> list[dict]:
+          resume: bool = False, valgrind: bool = True, rules: list[str] | None = None,
+          build_timeout: float | None = None) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     subs = submissions(root, shard)
     done = {g["submission"] for g in load_grades(out)} if resume else set()
@@ -117,7 +119,8 @@ def batch(root: Path, assignment: str, out: Path, *, jobs: int = 2, shard=(1, 1)
     t0 = time.monotonic()
     finished = len(subs) - len(todo)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(grade_one, s, assignment, out, valgrind) for s in todo]
+        futures = [pool.submit(grade_one, s, assignment, out, valgrind, rules=rules,
+                               build_timeout=build_timeout) for s in todo]
         for f in as_completed(futures):
             finished += 1
             _progress(finished, len(subs), f.result(), t0)

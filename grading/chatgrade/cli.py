@@ -56,6 +56,20 @@ def _shard(value: str) -> tuple[int, int]:
     return i, n
 
 
+def _rules(value: str) -> list[str]:
+    rules = [r.strip() for r in value.split(",") if r.strip()]
+    if not rules:
+        raise argparse.ArgumentTypeError("expected rule ids separated by commas")
+    return rules
+
+
+def _selection_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rules", type=_rules, default=None,
+                   help="grade only these rules (comma-separated ids); the others are skipped")
+    p.add_argument("--build-timeout", type=_positive, default=None,
+                   help="seconds each build command may run (default 180)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="chatgrade", description="Grade chat-server assignments.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -71,6 +85,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--grade-json", type=Path, help="write the full grade data here")
     g.add_argument("--jobs", type=_positive, default=2, help="checks run at once (default 2)")
     g.add_argument("--no-valgrind", action="store_true", help="skip the valgrind checks (faster)")
+    _selection_options(g)
 
     b = sub.add_parser("batch", help="grade every subfolder of ROOT")
     b.add_argument("root", type=Path)
@@ -80,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--shard", type=_shard, default=(1, 1), help="grade only shard I of N (I/N)")
     b.add_argument("--resume", action="store_true", help="keep submissions already graded in --out")
     b.add_argument("--no-valgrind", action="store_true")
+    _selection_options(b)
 
     m = sub.add_parser("merge", help="join the gradebooks of several batch outputs")
     m.add_argument("outputs", type=Path, nargs="+")
@@ -91,6 +107,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_rules(args) -> None:
+    from harness.contract import by_id
+    if args.rules:
+        known = by_id(args.assignment).rules
+        unknown = [r for r in args.rules if r not in known]
+        if unknown:
+            raise UsageError(f"--rules: {', '.join(unknown)} not rule(s) of {args.assignment} "
+                             f"(its rules: {', '.join(known)})")
+
+
 def cmd_grade(args) -> int:
     if not args.submission.is_dir():
         raise UsageError(f"{args.submission}: no such folder")
@@ -98,8 +124,10 @@ def cmd_grade(args) -> int:
     from .output import write_all
     from .reports import terminal
     print(f"chatgrade: grading {args.submission} as {args.assignment}", file=sys.stderr)
+    _check_rules(args)
     g = grade(args.submission, args.assignment, jobs=args.jobs, valgrind=not args.no_valgrind,
-              on_check=lambda c: print(terminal.check_line(c), flush=True))
+              on_check=lambda c: print(terminal.check_line(c), flush=True),
+              rules=args.rules, build_timeout=args.build_timeout)
     print(terminal.summary_table(g))
     write_all(g, json_path=args.json, junit_path=args.junit, html_path=args.html,
               md_path=args.md, grade_json=args.grade_json)
@@ -110,8 +138,10 @@ def cmd_batch(args) -> int:
     from .batch import batch
     if not args.root.is_dir():
         raise UsageError(f"{args.root}: no such folder")
+    _check_rules(args)
     batch(args.root, args.assignment, args.out, jobs=args.jobs, shard=args.shard,
-          resume=args.resume, valgrind=not args.no_valgrind)
+          resume=args.resume, valgrind=not args.no_valgrind, rules=args.rules,
+          build_timeout=args.build_timeout)
     return EXIT_OK
 
 

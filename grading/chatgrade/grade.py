@@ -53,10 +53,34 @@ def _read_jsonl(path: Path) -> list[dict]:
     return out
 
 
+def server_starts(contract: Contract, bin_dir: Path, hidden: list[Path], tries: int = 2) -> str:
+    """Start the submission's server the way every check does; '' when it
+    listens, else why it did not (the last of `tries` attempts). A server
+    that cannot start would fail every check that needs it, each after the
+    same wait: one clear verdict instead, and the time saved."""
+    from harness.clients import CheckFailed
+    from harness.session import ChatSession, Programs
+    why = ""
+    for _ in range(tries):
+        with netns.isolated() as isolated:
+            session = ChatSession(contract, Programs(bin_dir))
+            session.isolated = isolated
+            session.sandbox.hidden += hidden
+            try:
+                session.start_server()
+                return ""
+            except CheckFailed as e:
+                hint = (e.hint or "").strip()
+                why = e.actual if hint in ("", "stderr:") else f"{e.actual} ({hint[:300]})"
+            finally:
+                session.close()
+    return why
+
+
 def run_checks(contract: Contract, bin_dir: Path, source_dir: Path | None, workdir: Path, *,
                jobs: int = 2, valgrind: bool = True, timeout: float | None = None,
                on_check: Callable[[dict], None] | None = None,
-               hidden: list[Path] = ()) -> tuple[list[dict], list[dict], bool]:
+               hidden: list[Path] = (), rules: list[str] = ()) -> tuple[list[dict], list[dict], bool]:
     """Run every scenario of the contract against bin_dir.
 
     Returns (checks listed, results, timed_out).
@@ -73,6 +97,8 @@ def run_checks(contract: Contract, bin_dir: Path, source_dir: Path | None, workd
         argv += ["--source", str(source_dir)]
     if not valgrind:
         argv.append("--no-valgrind")
+    if rules:
+        argv.append("--rules=" + ",".join(rules))
     if jobs > 1:
         argv += ["-n", str(jobs)]
     else:
@@ -139,7 +165,8 @@ def _item_output(item_status: str, checks: list[dict], why_skipped: str = "") ->
 
 
 def score(contract: Contract, rubric: Rubric, build_info: dict, listed: list[dict],
-          results: list[dict], skip_all: str = "", skip_categories: dict[str, str] | None = None) -> list[dict]:
+          results: list[dict], skip_all: str = "", skip_categories: dict[str, str] | None = None,
+          skip_rules: dict[str, str] | None = None) -> list[dict]:
     """The rubric items of a grade, scored from the check results."""
     by_node = {r["nodeid"]: r for r in results}
     checks = []
@@ -170,7 +197,8 @@ def score(contract: Contract, rubric: Rubric, build_info: dict, listed: list[dic
         "deductions": deductions, "checks": []})
     for it in rubric.items:
         mine = [c for c in checks if it.rule in c.get("rules", [])]
-        why = skip_all or (skip_categories or {}).get(it.category, "")
+        why = skip_all or (skip_categories or {}).get(it.category, "") or \
+            (skip_rules or {}).get(it.rule, "")
         if why:
             s, status, ded = 0.0, "skipped", []
         else:
@@ -184,7 +212,8 @@ def score(contract: Contract, rubric: Rubric, build_info: dict, listed: list[dic
 
 def grade(submission: Path, assignment: str, *, jobs: int = 2, valgrind: bool = True,
           workdir: Path | None = None, on_check: Callable[[dict], None] | None = None,
-          timeout: float | None = None, hide: list[Path] = ()) -> dict:
+          timeout: float | None = None, hide: list[Path] = (), rules: list[str] | None = None,
+          build_timeout: float | None = None) -> dict:
     """Build, check and score one submission; the grade dict (model.py)."""
     started, t0 = _now(), time.monotonic()
     submission = Path(submission).resolve()
@@ -203,11 +232,11 @@ def grade(submission: Path, assignment: str, *, jobs: int = 2, valgrind: bool = 
         notes.append("valgrind checks not run (--no-valgrind): their points are not awarded")
     try:
         b = build(submission, [p.program for p in contract.programs], workdir / "build",
-                  hidden=hidden)
+                  hidden=hidden, **({"timeout": build_timeout} if build_timeout else {}))
         build_info = b.to_dict()
         server = contract.server or contract.counter
         status = "graded"
-        listed, results, skip_all, skip_cat = [], [], "", {}
+        listed, results, skip_all, skip_cat, skip_rule = [], [], "", {}, {}
         if server is not None and not server.from_reference and not build_info["programs"].get(server.program):
             status = "build_failed"
             skip_all = f"skipped: {server.program} was not built ({b.error or 'see the build log'})"
@@ -215,13 +244,36 @@ def grade(submission: Path, assignment: str, *, jobs: int = 2, valgrind: bool = 
             if contract.client and not contract.client.from_reference and \
                     not build_info["programs"].get(contract.client.program):
                 skip_cat["client"] = f"skipped: {contract.client.program} was not built"
-            listed, results, timed_out = run_checks(
-                contract, b.bin_dir, b.source_dir, workdir, jobs=jobs, valgrind=valgrind,
-                timeout=timeout, on_check=on_check, hidden=hidden)
+            selected = list(rules or [it.rule for it in rubric.items])
+            if rules:
+                notes.append(f"only these rules were graded (--rules): {', '.join(rules)}")
+                for it in rubric.items:
+                    if it.rule not in rules:
+                        skip_rule[it.rule] = "skipped: not selected (--rules)"
+            failed_start = ""
+            if contract.server is not None and not contract.server.from_reference:
+                failed_start = server_starts(contract, b.bin_dir, hidden)
+            if failed_start:
+                # Only checks that bring their own server (the reference's,
+                # to judge the client) can still run.
+                status = "server_failed"
+                notes.append(f"the server never started listening: {failed_start}")
+                for it in rubric.items:
+                    if it.category != "client":
+                        skip_cat[it.category] = f"skipped: the server never started listening: {failed_start}"
+                selected = [it.rule for it in rubric.items
+                            if it.category == "client" and it.rule in selected]
+            narrowed = bool(rules or failed_start)
+            timed_out = False
+            if (not failed_start or "client" not in skip_cat) and (selected or not narrowed):
+                listed, results, timed_out = run_checks(
+                    contract, b.bin_dir, b.source_dir, workdir, jobs=jobs, valgrind=valgrind,
+                    timeout=timeout, on_check=on_check, hidden=hidden,
+                    rules=selected if narrowed else [])
             if timed_out:
                 status = "timed_out"
                 notes.append("the checks ran out of time; checks not reached score 0 (not run)")
-        items = score(contract, rubric, build_info, listed, results, skip_all, skip_cat)
+        items = score(contract, rubric, build_info, listed, results, skip_all, skip_cat, skip_rule)
     finally:
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
