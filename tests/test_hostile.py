@@ -25,8 +25,9 @@ SECRET = "SIBLING-SECRET-7f3a9c"
 RULES = "relay,shutdown,client-sends"
 BUILD_TIMEOUT = 10
 
-pytestmark = pytest.mark.skipif(not sandbox.available(),
-                                reason="the hostile corpus needs the sandbox: " + sandbox.mode_description())
+pytestmark = [pytest.mark.skipif(not sandbox.available(),
+                                 reason="the hostile corpus needs the sandbox: " + sandbox.mode_description()),
+              pytest.mark.timeout(1200)]   # the batch in the fixture: about a minute alone
 
 # case: (status, phrase the grade must contain). The phrase is what an
 # instructor reads in the report.
