@@ -76,6 +76,7 @@ T, U, S, C = "tcp_chat", "udp_chat", "select_chat", "shared_counter"
 CONCURRENCY = "load/test_concurrency.py"
 CAPACITY = "load/test_capacity.py"
 COUNTER = "counter/test_counter.py"
+LOSS = "udp/test_loss.py::test_membership_survives_loss"
 
 # Gaps this file found and the harness has since closed: fragments were sent
 # as one write (script.py joined the strings of 'send raw'); binary_bytes and
@@ -139,6 +140,11 @@ CASES = [
     Case("udp/quit", U, "udp-no-remove-on-quit", step="a expect nothing"),
     Case("udp/rejoin", U, "udp-no-rejoin", step='b expect "back again"'),
     Case("udp/unknown_quit", U, "udp-unknown-quit-relayed", step="a expect nothing"),
+    # ... under loss, duplication and reordering (one run, judged per rule)
+    Case(LOSS, U, "udp-join-appends", k="udp-no-duplicates", step="more than once"),
+    Case(LOSS, U, "udp-unknown-quit-relayed", k="udp-unknown-quit", step="x1 (the server was given"),
+    Case(LOSS, U, "udp-no-rejoin", k="udp-rejoin", step="r1 (the server was given"),
+    Case(LOSS, U, "udp-no-remove-on-quit", k="udp_chat-quit", step="was sent the lines"),
     # -- client programs ---------------------------------------------------------------
     Case("client/prints_while_idle", T, client="alternating", step=""),
     Case("client/prints_while_idle", T, client="no-flush", step=""),

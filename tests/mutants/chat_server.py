@@ -54,6 +54,7 @@ DEFECTS = {
     "udp-unknown-quit-relayed": "udp: quit from an unknown address joins it and is relayed",
     "udp-no-rejoin": "udp: an address that quit is ignored for ever",
     "udp-empty-no-join": "udp: an empty datagram does not make its sender a member",
+    "udp-join-appends": "udp: an empty datagram (the join) adds its sender even when it is a member",
 }
 
 MUTANTS = set(filter(None, os.environ.get("MUTANT", "none").split(",")))
@@ -373,7 +374,7 @@ def serve_udp(port: int) -> None:
             continue
         if not msg and not known and "udp-empty-no-join" in MUTANTS:
             continue
-        if not known or "udp-duplicates" in MUTANTS:
+        if not known or "udp-duplicates" in MUTANTS or (not msg and "udp-join-appends" in MUTANTS):
             members.append(addr)
         if msg or "relay-empty" in MUTANTS:
             relay_udp(sock, members, addr, msg[:100] if "truncate-at-100" in MUTANTS else msg)
