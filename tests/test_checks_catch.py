@@ -222,6 +222,12 @@ def submission(tmp: Path, assignment: str, server: str = "none", client: str = "
     """A folder with the assignment's programs, as mutant wrappers."""
     folder = tmp / "submission"
     folder.mkdir()
+    # The mutants travel with the submission: the sandbox hides the rest of
+    # this project from the programs under test.
+    mutants = folder / ".mutants"
+    mutants.mkdir()
+    for f in MUTANTS.glob("*.py"):
+        shutil.copy(f, mutants / f.name)
     server_path = folder / SERVER[assignment]
     if server.startswith("c:") or server == "c":
         define = server[2:] if server.startswith("c:") else ""
@@ -229,10 +235,10 @@ def submission(tmp: Path, assignment: str, server: str = "none", client: str = "
         shutil.copy(_c_program(tmp, source, define), server_path)
     else:
         _script(server_path, {"MUTANT": server},
-                [PYTHON, str(MUTANTS / "chat_server.py"), mode or MODE[assignment]])
+                [PYTHON, str(mutants / "chat_server.py"), mode or MODE[assignment]])
     if assignment in CLIENT:
         _script(folder / CLIENT[assignment], {"MUTANT": client},
-                [PYTHON, str(MUTANTS / "chat_client.py"), "udp" if assignment == U else "tcp"])
+                [PYTHON, str(mutants / "chat_client.py"), "udp" if assignment == U else "tcp"])
     return folder
 
 
