@@ -312,6 +312,12 @@ def _record(item, outcome_report, call, session):
                        "hint": exc.hint}
         else:
             failure = {"step": "", "expected": "", "actual": str(exc)[-2000:], "hint": ""}
+        # A limit the sandbox enforced explains what followed (a fork that
+        # failed, a thread that was never made): it comes first.
+        over = [f"{p.name} {f}" for p in (session.supervisor.processes if session else [])
+                for f in p.findings() if not f.startswith("left ")]
+        if over and "sandbox's limits" not in failure["step"]:
+            failure["actual"] = f"{'; '.join(over)}; then: {failure['actual']}"
         death = session.died_on_its_own() if session else None
         if death:
             # "the connection was reset" is the symptom; the cause comes first,

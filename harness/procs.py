@@ -165,6 +165,7 @@ class Process:
     stop_signal_sent: int | None = None
     timed_out: bool = False           # Supervisor.run killed it at its deadline
     confinement: Confinement | None = None   # its sandbox's cgroups and report
+    outlived_signal: str = ""          # stop() had to SIGKILL it: why, in words
     _program_pid: int | None = None
 
     @property
@@ -283,6 +284,7 @@ class Process:
                 self.transcript.add(self.name, "signal", detail=signal_name(signum))
             self.signal_group(signum)
             if self.wait(grace) is None:
+                self.outlived_signal = f"still running {grace:g}s after {signal_name(signum)}"
                 if self.transcript:
                     self.transcript.add(self.name, "signal",
                                         detail=f"SIGKILL (no exit {grace:g}s after {signal_name(signum)})")

@@ -409,8 +409,10 @@ class Runner:
         want = step.args["status"]
         if self.s.exit_status != want:
             from .procs import describe_status
-            raise CheckFailed("the server's exit status", f"exit {want}",
-                              describe_status(self.s.exit_status),
+            actual = describe_status(self.s.exit_status)
+            if self.s.server is not None and self.s.server.outlived_signal:
+                actual = f"{self.s.server.outlived_signal}, so {actual}"
+            raise CheckFailed("the server's exit status", f"exit {want}", actual,
                               "on SIGINT/SIGTERM the server must clean up and exit 0")
 
     def server_alive(self, step, env):

@@ -41,7 +41,7 @@ EXPECTED = {
     "wrong_port": ("server_failed", "not listening on 7000; it listens on 7001 instead"),
     "segfault_at_start": ("server_failed", "the server ended first (crashed with SIGSEGV)"),
     "segfault_under_load": ("graded", "the server crashed with SIGSEGV during"),
-    "ignores_sigterm": ("graded", "SIGKILL (no exit"),
+    "ignores_sigterm": ("graded", "s after SIGTERM, so killed by SIGKILL"),
     "daemonizes": ("server_failed", "left 1 process(es) of its own session running when it ended"),
     "netns_inspect": ("graded", "NETINSPECT"),
     "reads_sibling": ("graded", "STOLEN-FAILED"),
@@ -65,8 +65,11 @@ def graded(tmp_path_factory):
     subst = {"@SECRET_PATH@": str(sibling / "notes.txt"), "@SIBLING_DIR@": str(sibling),
              "@RUBRIC_PATH@": str(RUBRIC), "@CANARY@": str(canary)}
     for case in sorted(p for p in HOSTILE.iterdir() if p.is_dir()):
+        # A case holds only the files it changes: the rest is the correct
+        # submission it was made from.
         dest = klass / case.name
-        shutil.copytree(case, dest)
+        shutil.copytree(CORRECT, dest, ignore=shutil.ignore_patterns("expected.toml"))
+        shutil.copytree(case, dest, dirs_exist_ok=True)
         for f in dest.iterdir():
             text = f.read_text()
             for key, value in subst.items():

@@ -156,6 +156,10 @@ def test_status_and_signals_pass_through(tmp_path):
         while q.program_pid is None and time.monotonic() < deadline:
             time.sleep(0.01)  # the keeper forks init, which forks the program
         assert q.program_pid is not None and q.program_pid != q.pid
+        # The same pid before and after its exec: wait for the exec.
+        while not _cmdline(str(q.program_pid)).startswith(b"/bin/sleep") and \
+                time.monotonic() < deadline:
+            time.sleep(0.01)
         assert _cmdline(str(q.program_pid)).startswith(b"/bin/sleep")
         assert q.stop(signal.SIGTERM, grace=10) == -signal.SIGTERM
     sup.stop_all()
