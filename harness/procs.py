@@ -197,7 +197,7 @@ class Process:
         """What its sandbox saw: limits hit, processes it left behind."""
         if self.confinement is None:
             return []
-        return self.confinement.findings(self.popen.poll())
+        return self.confinement.findings(self.popen.poll(), self.stop_signal_sent is None)
 
     @property
     def escaped(self) -> list[str]:
@@ -298,8 +298,8 @@ class Process:
         with _spawn_lock:
             _started.discard(self.pid)
         if self.confinement is not None:
-            self.confinement.release(self.popen.poll())
-            if self.transcript and self.confinement.findings(self.popen.poll()):
+            self.confinement.release(self.popen.poll(), self.stop_signal_sent is None)
+            if self.transcript and self.findings():
                 self.transcript.add(self.name, "exit",
                                     detail="sandbox: " + "; ".join(self.findings()))
         deadline = time.monotonic() + timeout

@@ -293,8 +293,9 @@ class Confinement:
         except OSError:
             return ""
 
-    def findings(self, returncode: int | None) -> list[str]:
-        """What the sandbox saw, in words, once the program has ended."""
+    def findings(self, returncode: int | None, on_its_own: bool = False) -> list[str]:
+        """What the sandbox saw, in words, once the program has ended
+        (`on_its_own`: not stopped by the harness)."""
         if self._findings is not None or returncode is None:
             return self._findings or []
         out = []
@@ -316,20 +317,22 @@ class Confinement:
             lines = self.report.read_text().splitlines()
         except OSError:
             lines = []
-        # "left PID PGRP COMM": group 0 is the program's own (the harness's
-        # signals reach it); any other escaped it, as a daemon does.
-        self.escaped = [f"{f[3] if len(f) > 3 else '?'} (pid {f[1]} in the sandbox)"
-                        for f in (l.split(None, 3) for l in lines if l.startswith("left "))
-                        if len(f) > 2 and f[2] != "0"]
-        if self.escaped:
-            out.append(f"left {len(self.escaped)} process(es) of its own session running when it "
-                       f"ended ({', '.join(self.escaped)}); the sandbox killed them")
+        # "left PID PGRP COMM". Group 0 is the program's own, which the
+        # harness's signals reach: worth telling only when the program ended
+        # by itself, leaving them. Any other group escaped, as a daemon does.
+        left = [(f[2], f"{f[3] if len(f) > 3 else '?'} (pid {f[1]} in the sandbox)")
+                for f in (l.split(None, 3) for l in lines if l.startswith("left ")) if len(f) > 2]
+        self.escaped = [what for group, what in left if group != "0"]
+        told = [what for _, what in left] if on_its_own else self.escaped
+        if told:
+            out.append(f"left {len(told)} process(es) running when it ended "
+                       f"({', '.join(told)}); the sandbox killed them")
         self._findings = out
         return out
 
-    def release(self, returncode: int | None) -> None:
+    def release(self, returncode: int | None, on_its_own: bool = False) -> None:
         """Record the findings, then remove the cgroups and the report."""
-        self.findings(returncode)
+        self.findings(returncode, on_its_own)
         for d in self.cgroups.values():
             for _ in range(50):
                 try:

@@ -42,7 +42,10 @@ EXPECTED = {
     "segfault_at_start": ("server_failed", "the server ended first (crashed with SIGSEGV)"),
     "segfault_under_load": ("graded", "the server crashed with SIGSEGV during"),
     "ignores_sigterm": ("graded", "s after SIGTERM, so killed by SIGKILL"),
-    "daemonizes": ("server_failed", "left 1 process(es) of its own session running when it ended"),
+    # The parent exits once its child listens: whether the start is seen
+    # before the parent's exit is the submission's own race. Either way it
+    # is told that it left a process running.
+    "daemonizes": (("server_failed", "graded"), "left 1 process(es) running when it ended"),
     "netns_inspect": ("graded", "NETINSPECT"),
     "reads_sibling": ("graded", "STOLEN-FAILED"),
     "reads_grader": ("graded", "STOLEN-FAILED"),
@@ -112,7 +115,7 @@ def test_verdict(graded, case):
     grades, _, _ = graded
     g = grades[case]
     status, phrase = EXPECTED[case]
-    assert g["status"] == status, verdict(g)
+    assert g["status"] in ((status,) if isinstance(status, str) else status), verdict(g)
     assert phrase in json.dumps(g), f"{case}: '{phrase}' not in the grade; it says: {verdict(g)}"
     if case not in ("netns_inspect", "reads_sibling", "reads_grader", "makefile_canary", "output_flood"):
         assert g["score"] < 100, f"{case} was not penalised"
