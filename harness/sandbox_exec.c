@@ -374,6 +374,9 @@ int main(int argc, char **argv)
 	char pid[32];
 	pid_t init;
 
+	/* If the harness dies (even by SIGKILL), so do we, and with us init
+	 * and the whole namespace: a killed grader leaves nothing running. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (first < 0) {
 		errno = 0;
 		die("usage: chatgrade-sandbox [--uid N --gid N] [--cgroup DIR] [--hide DIR] "

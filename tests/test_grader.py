@@ -166,6 +166,71 @@ def test_batch_shards_merge_and_resume(class_root, tmp_path):
     assert len(_gradebook(first)) == len(kept)
 
 
+def _descendants(pid: int) -> set[int]:
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = []
+        try:
+            # Each thread's children are listed under that thread.
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    kids += [int(k) for k in f.read().split()]
+        except OSError:
+            continue
+        out |= set(kids)
+        todo += kids
+    return out
+
+
+def _alive(pids) -> set[int]:
+    return {p for p in pids if os.path.exists(f"/proc/{p}")}
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ")
+    except OSError:
+        return b""
+
+
+def test_kill_9_of_grader_and_runner_takes_the_programs_along(tmp_path):
+    """`pkill -9` of the grader and its check runner at once leaves no time
+    for any teardown: the sandbox's keeper dies with whatever started it,
+    and the program's namespace with the keeper."""
+    root = tmp_path / "class"
+    # Would sleep 10 minutes: only dying with the grader ends it in time.
+    _submission(root, "sleeper", "#include <unistd.h>\nint main(void) { sleep(600); return 0; }\n")
+    proc = subprocess.Popen(CHATGRADE + ["batch", str(root), "--assignment", "shared_counter",
+                                         "--out", str(tmp_path / "out"), "--jobs", "1", "--no-valgrind"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            family = _descendants(proc.pid)
+            # The built program running (not its build), as the sandbox user.
+            program = {p for p in _alive(family)
+                       if _cmdline(p).split(b" ")[0].endswith(b"/bin/shared_counter")
+                       and os.stat(f"/proc/{p}").st_uid != 0}
+            if program:
+                break     # the submission's program runs, in its sandbox
+            time.sleep(0.05)
+        else:
+            pytest.fail("the submission's program never started")
+        runner = next(p for p in family if b" -m pytest " in _cmdline(p))
+        os.kill(proc.pid, signal.SIGKILL)
+        os.kill(runner, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _alive(program) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _alive(program) == set(), "the program outlived the grader killed with -9"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def test_kill_9_mid_batch_then_resume_leaves_one_row_each(class_root, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen(CHATGRADE + ["batch", str(class_root), "--assignment", "shared_counter",
