@@ -10,6 +10,7 @@ fails, hangs or floods its output gives a BuildResult that says so.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import stat
@@ -17,8 +18,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import netns
 from .procs import Supervisor
-from .sandbox import BUILD_LIMITS, Sandbox
+from .sandbox import BUILD_LIMITS, Sandbox, copy_untrusted, read_untrusted
 
 GCC_FLAGS = ["-std=c11", "-Wall", "-Wextra", "-pthread", "-g"]
 STEP_TIMEOUT = 180.0            # seconds per build command
@@ -48,9 +50,8 @@ class BuildResult:
 
 
 def _defines_main(path: Path) -> bool:
-    try:
-        text = path.read_bytes()
-    except OSError:
+    text = read_untrusted(path, cap=4 << 20)
+    if text is None:
         return False
     # Comments and strings rarely say "main(" in a student's helper file;
     # this is the rule the handout states, not a C parser.
@@ -66,27 +67,58 @@ def _is_executable(p: Path) -> bool:
 
 
 def _find_program(root: Path, name: str) -> Path | None:
-    """The executable called `name` under root (shallowest first). Never a
-    symbolic link: the build's tree is the submission's to shape, and a link
-    could name a file of ours."""
-    found = sorted((p for p in root.rglob(name) if not p.is_symlink() and _is_executable(p)),
-                   key=lambda p: (len(p.parts), str(p)))
+    """The executable called `name` under root (shallowest first). The tree
+    is the submission's to shape: no link is followed, neither a folder nor
+    the file (a link could name a file of ours), and root itself must be a
+    real folder."""
+    if root.is_symlink() or not root.is_dir():
+        return None
+    found = []
+    for dirpath, _dirs, files in os.walk(root, followlinks=False):
+        p = Path(dirpath) / name
+        if name in files and not p.is_symlink() and _is_executable(p):
+            found.append(p)
+    found.sort(key=lambda p: (len(p.parts), str(p)))
     return found[0] if found else None
 
 
 def _copy_sources(src: Path, dest: Path) -> None:
-    def ignore(_dir, names):
-        return [n for n in names if n in _IGNORED_DIRS]
+    def ignore(folder, names):
+        # Links are copied as links (symlinks=True); FIFOs, sockets and
+        # devices not at all: copying one would block or read forever.
+        out = []
+        for n in names:
+            try:
+                mode = os.lstat(os.path.join(folder, n)).st_mode
+            except OSError:
+                out.append(n)
+                continue
+            if n in _IGNORED_DIRS or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+                out.append(n)
+        return out
     shutil.copytree(src, dest, symlinks=True, ignore=ignore)
 
 
 def build(submission: Path, programs: list[str], workdir: Path,
           timeout: float = STEP_TIMEOUT, env: dict[str, str] | None = None,
           hidden: list[Path] = ()) -> BuildResult:
-    """Build `programs` from the submission folder into workdir/bin."""
+    """Build `programs` from the submission folder into workdir/bin.
+
+    The build runs in workdir/box, which the submission's code may reshape
+    at will; the programs are then copied, as plain files, into workdir/bin,
+    which is ours (root's) and which the checks show their programs
+    read-only.
+    """
+    with netns.isolated():
+        # A Makefile gets the network a check gets: a loopback, nothing else.
+        return _build(submission, programs, workdir, timeout, env, hidden)
+
+
+def _build(submission: Path, programs: list[str], workdir: Path, timeout: float,
+           env: dict[str, str] | None, hidden: list[Path]) -> BuildResult:
     start = time.monotonic()
     submission = Path(submission)
-    src, bin_dir = workdir / "src", workdir / "bin"
+    src, bin_dir = workdir / "box" / "src", workdir / "bin"
     result = BuildResult(ok=False, system="none", programs={p: None for p in programs},
                          source_dir=src, bin_dir=bin_dir)
     if not submission.is_dir():
@@ -97,7 +129,7 @@ def build(submission: Path, programs: list[str], workdir: Path,
     sup = Supervisor(output_cap=LOG_CAP)
     # The build is the submission's own code too (a Makefile runs anything):
     # it runs in a box that sees only this private copy.
-    box = Sandbox(workdir, limits=BUILD_LIMITS)
+    box = Sandbox(workdir / "box", limits=BUILD_LIMITS)
     box.hidden += [Path(h) for h in hidden]
     logs: list[str] = []
 
@@ -137,14 +169,13 @@ def build(submission: Path, programs: list[str], workdir: Path,
                     logs.append(f"[no {name}.c in the submission]")
                     result.error = result.error or f"no {name}.c in the submission"
                     continue
-                run(["gcc", *GCC_FLAGS, "-o", str(bin_dir / name), f"{name}.c", *helpers], src)
-            search = [bin_dir]
+                run(["gcc", *GCC_FLAGS, "-o", name, f"{name}.c", *helpers], src)
+            search = [src]
         for name in programs:
-            exe = next((p for root in search if root.exists()
-                        for p in [_find_program(root, name)] if p), None)
-            if exe is not None and exe.parent != bin_dir:
-                shutil.copy2(exe, bin_dir / name)
-            result.programs[name] = bin_dir / name if exe is not None else None
+            exe = next((p for root in search for p in [_find_program(root, name)] if p), None)
+            (bin_dir / name).unlink(missing_ok=True)
+            copied = exe is not None and copy_untrusted(exe, bin_dir / name)
+            result.programs[name] = bin_dir / name if copied else None
     finally:
         sup.stop_all(grace=1)
     result.log = "\n".join(logs)

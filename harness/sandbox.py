@@ -16,8 +16,8 @@ use) that puts it in
   whose only interface is its loopback;
 - cgroups that cap its memory and its number of processes and threads;
 - resource limits: CPU seconds, file size, open files, processes;
-- an unprivileged uid (CHATGRADE_SANDBOX_UID, default 99999) with no
-  supplementary groups and no_new_privs.
+- an unprivileged uid of its own (one per box, from CHATGRADE_SANDBOX_UID,
+  default 100000), with no supplementary groups and no_new_privs.
 
 Limits are scaled for valgrind, which needs several times the memory and
 CPU. Without root, or where namespaces are refused, programs run with the
@@ -28,8 +28,10 @@ says which, and the run's header and each grade's notes repeat it.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -39,12 +41,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = Path(__file__).resolve().parent / "sandbox_exec.c"
 HELPER = ROOT / "build" / "harness" / "chatgrade-sandbox"
-SANDBOX_UID = int(os.environ.get("CHATGRADE_SANDBOX_UID", "99999"))
+# Each box runs as a uid of its own, drawn from UID_RANGE uids from this
+# one: what the kernel keeps per user (keyrings, process counts, inotify
+# and mqueue quotas) is then never shared between two students' programs.
+SANDBOX_UID = int(os.environ.get("CHATGRADE_SANDBOX_UID", "100000"))
+UID_RANGE = 1 << 16
+
+
+def is_sandbox_uid(uid: int) -> bool:
+    return SANDBOX_UID <= uid < SANDBOX_UID + UID_RANGE
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Always hidden; plus the project itself, and what the grader adds in
 # CHATGRADE_HIDE (os.pathsep-separated: the class folder being graded, the
 # output folder), which its check runs inherit.
-HIDDEN = ["/tmp", "/var/tmp", "/dev/shm", "/run", "/root", "/home", "/srv", "/mnt", "/media"]
+HIDDEN = ["/run", "/root", "/home", "/srv", "/mnt", "/media"]
+# Hidden too, but replaced by an empty world-writable tmpfs of the box's
+# own (a program may use /tmp and POSIX shared memory).
+SCRATCH = ["/tmp", "/var/tmp", "/dev/shm"]
 HIDE_ENV = "CHATGRADE_HIDE"
 MiB = 1 << 20
 
@@ -159,7 +172,7 @@ def _probe() -> dict:
             try:
                 helper = _compile_helper()
                 r = subprocess.run([str(helper), "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
-                                    "--hide", "/tmp", "--", "true"], capture_output=True, timeout=30)
+                                    "--scratch", "/tmp", "--", "true"], capture_output=True, timeout=30)
                 if r.returncode == 0:
                     info["helper"] = helper
                 else:
@@ -185,18 +198,20 @@ def mode_description() -> str:
         return (f"sandbox: limits only ({st['reason']}): programs run as this user with "
                 "rlimits; a subreaper collects escaped processes")
     cg = [c for c in ("pids", "memory") if st[c] is not None]
-    return (f"sandbox: uid {SANDBOX_UID}, private PID/mount namespaces, grader files hidden"
+    return (f"sandbox: a uid of its own per box (from {SANDBOX_UID}), private PID/mount namespaces, "
+            "grader files hidden"
             + (f", cgroups: {', '.join(cg)}" if cg else ", no cgroups (rlimits only)"))
 
 
-def chown_tree(path: Path) -> None:
-    """Give the box to the sandbox user (its HOME, TMPDIR, build tree)."""
+def chown_tree(path: Path, uid: int) -> None:
+    """Give the box to its sandbox user (its HOME, its build tree). Runs
+    before any of the submission's code, and never follows a link."""
     if not available():
         return
     for dirpath, dirnames, filenames in os.walk(path):
-        os.lchown(dirpath, SANDBOX_UID, SANDBOX_UID)
+        os.lchown(dirpath, uid, uid)
         for n in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, n), SANDBOX_UID, SANDBOX_UID)
+            os.lchown(os.path.join(dirpath, n), uid, uid)
 
 
 @dataclass
@@ -212,20 +227,21 @@ class Sandbox:
     visible: list[Path] = field(default_factory=list)
     hidden: list[Path] = field(default_factory=lambda: hidden_from_env())
     limits: Limits = field(default_factory=Limits)
+    uid: int = field(default_factory=lambda: SANDBOX_UID + secrets.randbelow(UID_RANGE))
     _env: dict[str, str] | None = None
 
     def prepare(self) -> dict[str, str]:
         """Make HOME and TMPDIR in the box; the environment for programs."""
         if self._env is not None:
             return dict(self._env)
-        home, tmp = self.box / ".home", self.box / ".tmp"
+        home = self.box / ".home"
         home.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir(parents=True, exist_ok=True)
         # Outside hidden folders (/tmp is one) the folders above the box
         # must let the sandbox user pass: the caller's temporary folders
         # are made 0711 where they are created.
-        chown_tree(self.box)
-        self._env = {"HOME": str(home), "TMPDIR": str(tmp), "PATH": "/usr/local/bin:/usr/bin:/bin",
+        chown_tree(self.box, self.uid)
+        # TMPDIR: the box's own /tmp (SCRATCH), private to each program.
+        self._env = {"HOME": str(home), "TMPDIR": "/tmp", "PATH": "/usr/local/bin:/usr/bin:/bin",
                      "LANG": "C.UTF-8", "USER": "student", "LOGNAME": "student"}
         return dict(self._env)
 
@@ -236,8 +252,13 @@ class Sandbox:
         limits = limits or self.limits
         if st["helper"] is None:
             return argv, None
+        for v in [self.box, *self.visible]:
+            # The helper refuses a link at the last component; here none
+            # anywhere: an exposed folder must be exactly the one named.
+            if os.path.realpath(v) != os.path.abspath(v):
+                raise ValueError(f"sandbox: {v} goes through a symbolic link; refusing to expose it")
         conf = Confinement(limits)
-        out = [str(st["helper"]), "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+        out = [str(st["helper"]), "--uid", str(self.uid), "--gid", str(self.uid),
                "--chdir", str(cwd or self.box), "--report", str(conf.report)]
         for controller, knob, value in (("pids", "pids.max", limits.processes),
                                         ("memory", "memory.limit_in_bytes", limits.memory)):
@@ -248,12 +269,14 @@ class Sandbox:
                             ("nofile", limits.open_files), ("core", 0),
                             # The uid's total across every box running now: a
                             # backstop for machines without the pids cgroup.
-                            ("nproc", 8192 if limits.processes else None),
+                            ("nproc", 8192 if limits.processes and st["pids"] is None else None),
                             ("as", limits.address_space if st["memory"] is None else None)):
             if value is not None:
                 out += ["--rlimit", f"{name}={value}"]
         for h in [*HIDDEN, ROOT, *self.hidden]:
             out += ["--hide", os.path.abspath(h)]
+        for h in SCRATCH:
+            out += ["--scratch", h]
         out += ["--expose", os.path.abspath(self.box)]
         for v in self.visible:
             out += ["--expose-ro", os.path.abspath(v)]
@@ -350,6 +373,63 @@ class Confinement:
                             pass
                     threading.Event().wait(0.02)
         self.report.unlink(missing_ok=True)
+
+
+def _open_untrusted(path: str | Path) -> int | None:
+    """An fd on a regular file a submission may have planted or replaced:
+    never through a link at its last component, never blocking on a FIFO
+    or device. None when it is anything else."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def read_untrusted(path: str | Path, cap: int = 16 * MiB) -> bytes | None:
+    """At most `cap` bytes of a file in a box (valgrind's reports, sources):
+    the harness runs as root, outside every limit, so it must not read
+    /dev/zero or a secret through a link the program left there."""
+    fd = _open_untrusted(path)
+    if fd is None:
+        return None
+    try:
+        chunks, total = [], 0
+        while total < cap:
+            b = os.read(fd, min(1 << 20, cap - total))
+            if not b:
+                break
+            chunks.append(b)
+            total += len(b)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def copy_untrusted(src: Path, dest: Path, cap: int = 256 * MiB) -> bool:
+    """Copy a built program out of its box into a folder of ours: a
+    regular file only, and `dest` created anew (never through a link)."""
+    fd = _open_untrusted(src)
+    if fd is None:
+        return False
+    try:
+        out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o755)
+        try:
+            copied = 0
+            while copied < cap:
+                b = os.read(fd, 1 << 20)
+                if not b:
+                    break
+                os.write(out, b)
+                copied += len(b)
+        finally:
+            os.close(out)
+        return copied < cap
+    finally:
+        os.close(fd)
 
 
 def hidden_from_env() -> list[Path]:

@@ -26,6 +26,9 @@
  *   --uid N --gid N        run the program as N (default: stay root)
  *   --cgroup DIR           join cgroup DIR (write our pid to DIR/cgroup.procs)
  *   --hide DIR             mount an empty tmpfs over DIR
+ *   --scratch DIR          mount an empty, world-writable (sticky) tmpfs over
+ *                          DIR: /tmp, /dev/shm; its pages count against the
+ *                          program's memory cgroup
  *   --expose DIR           keep DIR visible (read-write) even under a hidden one
  *   --expose-ro DIR        the same, read-only
  *   --chdir DIR            the program's working directory
@@ -74,6 +77,8 @@ static struct {
 	int ncgroups;
 	const char *hide[MAX_PATHS];
 	int nhide;
+	const char *scratch[MAX_PATHS];
+	int nscratch;
 	struct expose expose[MAX_PATHS];
 	int nexpose;
 	const char *chdir;
@@ -146,6 +151,8 @@ static int parse_args(int argc, char **argv)
 			opt.cgroups[opt.ncgroups++] = v;
 		} else if (strcmp(a, "--hide") == 0 && opt.nhide < MAX_PATHS) {
 			opt.hide[opt.nhide++] = v;
+		} else if (strcmp(a, "--scratch") == 0 && opt.nscratch < MAX_PATHS) {
+			opt.scratch[opt.nscratch++] = v;
 		} else if ((strcmp(a, "--expose") == 0 || strcmp(a, "--expose-ro") == 0) &&
 			   opt.nexpose < MAX_PATHS) {
 			opt.expose[opt.nexpose].path = v;
@@ -202,7 +209,9 @@ static void build_view(void)
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		die("making mounts private");
 	for (int i = 0; i < opt.nexpose; i++) {
-		opt.expose[i].fd = open(opt.expose[i].path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		/* No link at the last component (the harness checks the rest). */
+		opt.expose[i].fd = open(opt.expose[i].path,
+					O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (opt.expose[i].fd < 0)
 			die("cannot open %s", opt.expose[i].path);
 	}
@@ -214,6 +223,15 @@ static void build_view(void)
 		if (mount("chatgrade-hidden", opt.hide[i], "tmpfs", MS_NOSUID | MS_NODEV,
 			  "size=1m,mode=755") < 0)
 			die("hiding %s", opt.hide[i]);
+	}
+	for (int i = 0; i < opt.nscratch; i++) {
+		struct stat st;
+
+		if (stat(opt.scratch[i], &st) < 0 || !S_ISDIR(st.st_mode))
+			continue;
+		if (mount("chatgrade-scratch", opt.scratch[i], "tmpfs", MS_NOSUID | MS_NODEV,
+			  "size=64m,mode=1777") < 0)
+			die("mounting scratch space on %s", opt.scratch[i]);
 	}
 	for (int i = 0; i < opt.nexpose; i++) {
 		make_dirs(opt.expose[i].path);
@@ -229,7 +247,10 @@ static void build_view(void)
 	}
 	/* A /proc of this PID namespace: no other process is visible, so none
 	 * can be inspected or entered through /proc/PID/{root,cwd,fd}. */
-	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+	/* hidepid: not even init's command line (which names the hidden
+	 * folders) is readable: only the program's own processes are. */
+	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		  opt.drop ? "hidepid=2" : NULL) < 0)
 		die("mounting /proc");
 }
 
@@ -256,6 +277,10 @@ static void exec_program(char **argv)
 			die("setrlimit");
 	}
 	if (opt.drop) {
+		if (opt.gid == 0) {
+			errno = 0;
+			die("--uid needs a --gid other than 0");
+		}
 		if (setgroups(0, NULL) < 0 || setresgid(opt.gid, opt.gid, opt.gid) < 0 ||
 		    setresuid(opt.uid, opt.uid, opt.uid) < 0)
 			die("dropping privileges to %u:%u", (unsigned)opt.uid, (unsigned)opt.gid);
@@ -379,7 +404,7 @@ int main(int argc, char **argv)
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (first < 0) {
 		errno = 0;
-		die("usage: chatgrade-sandbox [--uid N --gid N] [--cgroup DIR] [--hide DIR] "
+		die("usage: chatgrade-sandbox [--uid N --gid N] [--cgroup DIR] [--hide DIR] [--scratch DIR] "
 		    "[--expose[-ro] DIR] [--chdir DIR] [--report FILE] [--rlimit NAME=N] -- PROGRAM [ARG...]");
 	}
 	snprintf(pid, sizeof pid, "%ld\n", (long)getpid());

@@ -556,10 +556,11 @@ def parse_report(
 def _read(path: Optional[PathLike]) -> str:
     if path is None:
         return ""
-    try:
-        return Path(path).read_bytes().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
+    # The report lies in the program's box, which the program could have
+    # replaced with a link or a FIFO: read it as the untrusted file it is.
+    from .sandbox import read_untrusted
+    data = read_untrusted(path, cap=64 << 20)
+    return data.decode("utf-8", errors="replace") if data else ""
 
 
 def load_report(
@@ -621,10 +622,11 @@ def source_excerpt(frame: Frame, context: int = 2) -> Optional[str]:
     ``>``; None when the file or line is unavailable."""
     if not frame.path or not frame.line:
         return None
-    try:
-        lines = Path(frame.path).read_text(errors="replace").splitlines()
-    except OSError:
+    from .sandbox import read_untrusted
+    data = read_untrusted(frame.path, cap=4 << 20)
+    if data is None:
         return None
+    lines = data.decode("utf-8", errors="replace").splitlines()
     if not 1 <= frame.line <= len(lines):
         return None
     lo, hi = max(1, frame.line - context), min(len(lines), frame.line + context)

@@ -47,7 +47,7 @@ def _leftovers() -> list[str]:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
-        if uid == sandbox.SANDBOX_UID or "chatgrade-sandbox" in cmd or \
+        if sandbox.is_sandbox_uid(uid) or "chatgrade-sandbox" in cmd or \
                 f"{root}/build/" in cmd or f"{root}/tests/mutants/" in cmd:
             found.append(f"{pid} {cmd[:120]}")
     st = sandbox._probe() if os.geteuid() == 0 else {}

@@ -56,7 +56,7 @@ def test_runs_unprivileged_with_a_private_home(tmp_path, monkeypatch):
     out = proc.stdout.text()
     assert proc.returncode == 0, proc.stderr.text()
     uid, groups = out.splitlines()[:2]
-    assert uid == str(sandbox.SANDBOX_UID) and groups == str(sandbox.SANDBOX_UID)
+    assert sandbox.is_sandbox_uid(int(uid)) and groups == uid
     assert f"HOME={tmp_path / 'box'}" in out and "WROTE" in out
     assert "do-not-leak" not in out, "the grader's environment reached the program"
     assert "chatgrade" in out.splitlines()  # its own hostname (UTS namespace)
@@ -134,7 +134,7 @@ def test_file_size_limit(tmp_path):
                limits=Limits(file_size=MiB))
     # Output to a pipe is not a file: it is captured (and capped) instead.
     assert proc.returncode == 0
-    proc = run(tmp_path, ["/usr/bin/dd", "if=/dev/zero", f"of={tmp_path / 'box' / '.tmp' / 'big'}",
+    proc = run(tmp_path, ["/usr/bin/dd", "if=/dev/zero", f"of={tmp_path / 'box' / '.home' / 'big'}",
                           "bs=65536", "count=64"], limits=Limits(file_size=MiB))
     assert "wrote a file over 1 MB" in proc.status(), proc.status()
 
@@ -174,3 +174,64 @@ def test_the_probes_do_see_through_without_a_sandbox(tmp_path):
     sup.stop_all()
     assert "READ" in proc.stdout.text()
     assert proc.findings() == []
+
+
+def test_private_scratch_and_hidden_processes(tmp_path):
+    proc = sh(tmp_path, "touch /tmp/a /dev/shm/b && echo SCRATCH; cat /proc/1/cmdline && echo INIT")
+    assert "SCRATCH" in proc.stdout.text(), proc.stderr.text()
+    # init's command line names every hidden folder: hidepid keeps it out.
+    assert "INIT" not in proc.stdout.text()
+
+
+def test_untrusted_reads_refuse_links_fifos_and_floods(tmp_path):
+    (tmp_path / "real.xml").write_bytes(b"x" * 100)
+    (tmp_path / "zero.xml").symlink_to("/dev/zero")
+    (tmp_path / "secret.xml").symlink_to(ROOT / "README.md")
+    os.mkfifo(tmp_path / "fifo.xml")
+    assert sandbox.read_untrusted(tmp_path / "real.xml") == b"x" * 100
+    assert sandbox.read_untrusted(tmp_path / "real.xml", cap=10) == b"x" * 10
+    for name in ("zero.xml", "secret.xml", "fifo.xml", "missing.xml"):
+        assert sandbox.read_untrusted(tmp_path / name) is None, name
+
+
+def _build(tmp_path, files: dict[str, str], programs=("tcp_chat_server",)):
+    from harness.build import build
+    sub = tmp_path / "student"
+    sub.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (sub / name).write_text(text)
+    work = tmp_path / "work"
+    work.mkdir(mode=0o711)
+    return build(sub, list(programs), work, timeout=60)
+
+
+def test_build_cannot_plant_links_for_the_grader_to_follow(tmp_path):
+    """A Makefile that leaves its program as a link to a file of ours, and
+    replaces its build folder's parent's bin: neither is followed."""
+    target = ROOT / "build" / "impl" / "tcp_chat_server"
+    r = _build(tmp_path, {"Makefile": (
+        "all:\n"
+        f"\tln -sf {target} tcp_chat_server\n"
+        "\t-rm -rf ../../bin; mkdir -p ../../bin; ln -sf /etc/passwd ../../bin/tcp_chat_server\n")})
+    assert r.programs["tcp_chat_server"] is None, "a link was taken as the program"
+    assert not (tmp_path / "work" / "bin" / "tcp_chat_server").exists()
+    assert not any(p.is_symlink() for p in (tmp_path / "work" / "bin").iterdir())
+
+
+def test_build_gets_loopback_only_and_never_blocks_the_grader(tmp_path):
+    files = {"tcp_chat_server.c": "int main(void) { return 0; }\n",
+             "Makefile": "all:\n\tcat /proc/net/dev\n\tcc -o tcp_chat_server tcp_chat_server.c\n"}
+    r = _build(tmp_path, files)
+    devs = [l.split(":")[0].strip() for l in r.log.splitlines() if ":" in l and "|" not in l
+            and l.strip().split(":")[0].strip().isidentifier()]
+    assert "lo" in devs and set(devs) <= {"lo", "Inter-", "face"}, r.log
+    # gcc mode reads each .c to find helpers: a link to /dev/zero or a FIFO
+    # must not hang it or fill its memory.
+    other = tmp_path / "g"
+    (other / "student").mkdir(parents=True)
+    (other / "student" / "x.c").symlink_to("/dev/zero")
+    os.mkfifo(other / "student" / "y.c")
+    r = _build(other, {"tcp_chat_server.c": "int main(void) { return 0; }\n"})
+    # The grader came back; gcc itself, reading /dev/zero, ran into the box's
+    # memory limit, and the log says so.
+    assert r.system == "gcc" and "killed: over 2048 MB of memory" in r.log, r.log
