@@ -212,7 +212,10 @@ def test_build_cannot_plant_links_for_the_grader_to_follow(tmp_path):
     r = _build(tmp_path, {"Makefile": (
         "all:\n"
         f"\tln -sf {target} tcp_chat_server\n"
-        "\t-rm -rf ../../bin; mkdir -p ../../bin; ln -sf /etc/passwd ../../bin/tcp_chat_server\n")})
+        # Where the programs are collected, in this layout and the one
+        # before it (bin beside src): out of the box's sight either way.
+        "\t-rm -rf ../bin ../../bin; mkdir -p ../bin ../../bin\n"
+        "\t-ln -sf /etc/passwd ../bin/tcp_chat_server; ln -sf /etc/passwd ../../bin/tcp_chat_server\n")})
     assert r.programs["tcp_chat_server"] is None, "a link was taken as the program"
     assert not (tmp_path / "work" / "bin" / "tcp_chat_server").exists()
     assert not any(p.is_symlink() for p in (tmp_path / "work" / "bin").iterdir())
