@@ -4,6 +4,7 @@ whose verdict differs between runs: a flaky check, with the transcripts of
 the runs that disagree. Not part of CI (it takes N times the corpus test).
 
     /usr/bin/python3 scripts/corpus_flakes.py [--runs 5] [--jobs 2] [--out DIR]
+    /usr/bin/python3 scripts/corpus_flakes.py --compare DIR    # the runs an --out holds
 """
 
 import argparse
@@ -23,17 +24,22 @@ from grading.chatgrade.reports import transcript_text  # noqa: E402
 
 def grade_corpus(out: Path, jobs: int) -> dict:
     """{(assignment, submission, nodeid): check} for one run."""
-    checks = {}
     for folder in sorted({p.parent for p in submissions(CORPUS)}):
         dest = out / folder.name
         subprocess.run([str(ROOT / "chatgrade"), "batch", str(folder), "--assignment", folder.name,
                         "--out", str(dest), "--jobs", str(jobs)], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL)
-        for g in (dest / "submissions").glob("*/grade.json"):
-            grade = json.loads(g.read_text())
-            for item in grade["items"]:
-                for c in item["checks"]:
-                    checks[(folder.name, grade["submission"], c["nodeid"])] = c
+    return read_run(out)
+
+
+def read_run(out: Path) -> dict:
+    """The checks of one run's batch outputs (one folder per assignment)."""
+    checks = {}
+    for g in out.glob("*/submissions/*/grade.json"):
+        grade = json.loads(g.read_text())
+        for item in grade["items"]:
+            for c in item["checks"]:
+                checks[(g.parent.parent.parent.name, grade["submission"], c["nodeid"])] = c
     return checks
 
 
@@ -42,10 +48,20 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, help="keep each run's batch output here")
+    ap.add_argument("--compare", type=Path, metavar="DIR",
+                    help="grade nothing: compare the complete runs already in DIR (an earlier --out)")
     args = ap.parse_args()
-    base = args.out or Path(tempfile.mkdtemp(prefix="chatgrade-flakes-"))
+    base = args.compare or args.out or Path(tempfile.mkdtemp(prefix="chatgrade-flakes-"))
     runs = []
-    for i in range(args.runs):
+    if args.compare:
+        # A run is complete when every assignment of the corpus has its gradebook.
+        want = {p.parent.name for p in submissions(CORPUS)}
+        done = [d for d in sorted(base.glob("run*"))
+                if {g.parent.name for g in d.glob("*/gradebook.csv")} >= want]
+        runs = [read_run(d) for d in done]
+        args.runs = len(runs)
+        print(f"comparing {len(runs)} complete run(s): {', '.join(d.name for d in done)}")
+    for i in range(0 if args.compare else args.runs):
         print(f"run {i + 1}/{args.runs} ...", file=sys.stderr, flush=True)
         runs.append(grade_corpus(base / f"run{i + 1}", args.jobs))
     outcomes = defaultdict(list)
