@@ -273,7 +273,7 @@ class Sandbox:
                             ("as", limits.address_space if st["memory"] is None else None)):
             if value is not None:
                 out += ["--rlimit", f"{name}={value}"]
-        for h in [*HIDDEN, ROOT, *self.hidden]:
+        for h in [*HIDDEN, *project_folders(), *self.hidden]:
             out += ["--hide", os.path.abspath(h)]
         for h in SCRATCH:
             out += ["--scratch", h]
@@ -430,6 +430,19 @@ def copy_untrusted(src: Path, dest: Path, cap: int = 256 * MiB) -> bool:
         return copied < cap
     finally:
         os.close(fd)
+
+
+# Folders that hold the system's own programs: never hidden as the
+# project's parent.
+_SYSTEM = {Path(p) for p in ("/", "/usr", "/usr/local", "/usr/share", "/usr/lib", "/opt", "/var",
+                             "/var/lib", "/etc", "/tmp")}
+
+
+def project_folders() -> list[Path]:
+    """The project and the folder it was checked out in (its neighbours
+    are a grader's too: other checkouts, shared notes), unless that is a
+    system folder."""
+    return [ROOT] + ([ROOT.parent] if ROOT.parent not in _SYSTEM else [])
 
 
 def hidden_from_env() -> list[Path]:

@@ -68,7 +68,8 @@ def test_cannot_see_grader_class_or_other_boxes(tmp_path):
     (sibling / "server.c").write_text("SECRET-OF-ANOTHER-STUDENT")
     rubric = ROOT / "grading" / "rubrics" / "tcp_chat.toml"
     proc = sh(tmp_path, f"cat {sibling / 'server.c'}; cat {rubric}; "
-              f"echo TMP $(ls -A /tmp); echo ROOTS $(ls -A /root /home {ROOT} | grep -v ':$'); "
+              f"echo TMP $(ls -A /tmp); echo ROOTS $(ls -A /root /home {' '.join(map(str, sandbox.project_folders()))} "
+              "| grep -v ':$'); "
               "echo PROCS $(ls /proc | grep -c '^[0-9]')", hidden=[tmp_path / "class"])
     out = proc.stdout.text() + proc.stderr.text()
     assert "SECRET-OF-ANOTHER-STUDENT" not in out
