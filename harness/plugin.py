@@ -98,8 +98,7 @@ def chat_session(config, contract, tool=None):
                                   f"it ended by itself ({session.early_death})",
                                   "stderr: " + session.server.stderr.text()[-800:])
             left = session.supervisor.survivors()
-            over = [f"{p.name}: {f}" for p in session.supervisor.processes for f in p.findings()
-                    if not f.startswith("left ")]
+            over = session.supervisor.limits_hit()
             if ok and over:
                 raise CheckFailed("every program stays within the sandbox's limits",
                                   session.sandbox.limits.describe(), "; ".join(over))
@@ -314,8 +313,7 @@ def _record(item, outcome_report, call, session):
             failure = {"step": "", "expected": "", "actual": str(exc)[-2000:], "hint": ""}
         # A limit the sandbox enforced explains what followed (a fork that
         # failed, a thread that was never made): it comes first.
-        over = [f"{p.name} {f}" for p in (session.supervisor.processes if session else [])
-                for f in p.findings() if not f.startswith("left ")]
+        over = session.supervisor.limits_hit() if session else []
         if over and "sandbox's limits" not in failure["step"]:
             failure["actual"] = f"{'; '.join(over)}; then: {failure['actual']}"
         death = session.died_on_its_own() if session else None

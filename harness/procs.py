@@ -490,6 +490,11 @@ class Supervisor:
                     pass
         return escaped
 
+    def limits_hit(self) -> list[str]:
+        """'<name> <finding>' for each sandbox limit a process ran into."""
+        return [f"{p.name} {f}" for p in self.processes for f in p.findings()
+                if not f.startswith("left ")]
+
     def survivors(self) -> list[int]:
         """Pids still alive in any group this supervisor started."""
         alive = []

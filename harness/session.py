@@ -64,29 +64,18 @@ def proc_sockets(pid: int, table: str):
         yield int(fields[1].split(":")[1], 16), fields[3], rx_queue, drops
 
 
+def _listening_ports(pid: int, transport: str) -> list[int]:
+    """Every port bound (TCP: listening) in the server's namespace."""
+    table = "udp" if transport == "udp" else "tcp"
+    return sorted({local for local, state, _, _ in proc_sockets(pid, table)
+                   if table == "udp" or state == "0A"})
+
+
 def _listening(pid: int, port: int, transport: str) -> bool:
     """Whether the server's namespace has a socket bound to `port`
     (a TCP one in LISTEN state). Read from /proc, so readiness costs no
     probe connection, and no probe datagram joins a UDP group."""
-    table = "udp" if transport == "udp" else "tcp"
-    return any(local == port and (table == "udp" or state == "0A")
-               for local, state, _, _ in proc_sockets(pid, table))
-
-
-def _listening_ports(pid: int, transport: str) -> list[int]:
-    """Every port bound (TCP: listening) in the server's namespace."""
-    table = "udp" if transport == "udp" else "tcp"
-    ports = set()
-    try:
-        with open(f"/proc/{pid}/net/{table}") as f:
-            next(f)
-            for row in f:
-                fields = row.split()
-                if table == "udp" or fields[3] == "0A":
-                    ports.add(int(fields[1].split(":")[1], 16))
-    except (OSError, StopIteration):
-        pass
-    return sorted(ports)
+    return port in _listening_ports(pid, transport)
 
 
 class ChatSession:
