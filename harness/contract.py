@@ -104,6 +104,11 @@ class CounterSpec(ProgramSpec):
     total: str = ""
     runs: tuple[tuple[int, int], ...] = ()
     race_run: tuple[int, int] = (4, 200)
+    # A lost update or a print outside the lock shows only when two threads
+    # run at the same instant: the output checks repeat this run (up to
+    # stress_repeats times, until one run shows a mistake).
+    stress_run: tuple[int, int] | None = None
+    stress_repeats: int = 0
 
 
 @dataclass(frozen=True)
@@ -191,7 +196,9 @@ def load(path: str | Path) -> Contract:
         counter = CounterSpec(**_program(t, f"{where}.program"),
                               line=_get(t, "line", str, "", where),
                               total=_get(t, "total", str, "", where),
-                              runs=runs, race_run=tuple(_get(t, "race_run", list, [4, 200], where)))
+                              runs=runs, race_run=tuple(_get(t, "race_run", list, [4, 200], where)),
+                              stress_run=tuple(_get(t, "stress_run", list, [], where)) or None,
+                              stress_repeats=_get(t, "stress_repeats", int, 0, where))
     p = data.get("protocol", {})
     w = f"{where}.protocol"
     protocol = Protocol(
