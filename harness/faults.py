@@ -39,7 +39,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .clients import Hub
-from .session import HOST, proc_sockets
+from .netns import proc_sockets
+from .session import HOST
 from .transcript import Transcript
 
 TO_SERVER, TO_CLIENT = "to server", "to client"
@@ -301,7 +302,7 @@ def udp_queue(pid: int, port: int) -> tuple[int, int]:
     """The UDP socket bound to `port` in `pid`'s namespace: bytes waiting in
     its receive queue (not yet read by its program), and datagrams the
     kernel dropped because that queue was full. (0, 0) if there is none."""
-    for local, _, rx_queue, drops in proc_sockets(pid, "udp"):
-        if local == port:
-            return rx_queue, drops
+    for row in proc_sockets(pid, "udp"):
+        if row.local == port:
+            return row.rx_queue, row.drops
     return 0, 0

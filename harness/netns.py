@@ -21,6 +21,7 @@ import os
 import socket
 import struct
 from contextlib import contextmanager
+from typing import NamedTuple
 
 CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS = 0x8913
@@ -100,3 +101,26 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 def interfaces() -> list[str]:
     """Names of the interfaces visible in the current namespace."""
     return [name for _, name in socket.if_nameindex()]
+
+
+class SocketRow(NamedTuple):
+    local: int          # port
+    remote: int         # port (0 for a listening or unconnected socket)
+    state: str          # as the kernel writes it: "01" established, "0A" listen
+    rx_queue: int       # bytes received and not yet read by the program
+    drops: int          # UDP: datagrams dropped for want of room
+
+
+def proc_sockets(pid: int | str, table: str):
+    """The sockets of the namespace `pid` lives in ("thread-self": the
+    caller's), from /proc/PID/net/TABLE ("tcp" or "udp")."""
+    try:
+        with open(f"/proc/{pid}/net/{table}") as f:
+            next(f)
+            rows = [row.split() for row in f]
+    except (OSError, StopIteration):
+        return
+    for fields in rows:
+        drops = int(fields[-1]) if table == "udp" else 0
+        yield SocketRow(int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16),
+                        fields[3], int(fields[4].split(":")[1], 16), drops)

@@ -448,13 +448,21 @@ class Runner:
         self.s.spawn_client(self._names(step, env)[0], pty=step.args["pty"])
 
     def send(self, step, env):
-        self._client(step, env).send(self._msg(step.args["message"], env))
+        c = self._client(step, env)
+        msg = self._msg(step.args["message"], env)
+        # A script's steps happen in the order written: the server has read
+        # one client's message before the next step sends another's.
+        if isinstance(c, RawClient):
+            c.send(msg, settle=True)
+        else:
+            c.send(msg)
 
     def send_raw(self, step, env):
         c = self._client(step, env)
         if not isinstance(c, RawClient):
             raise CheckFailed(step.source, "a raw client", f"{c.name} is a program client")
-        c.send_raw(*[self._msg(m, env) for m in step.args["chunks"]], gap=step.args["gap"])
+        c.send_raw(*[self._msg(m, env) for m in step.args["chunks"]], gap=step.args["gap"],
+                   settle=True)
 
     def expect(self, step, env):
         msg = self._msg(step.args["message"], env)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import netns, sandbox, valgrind
+from .netns import proc_sockets
 from .clients import CheckFailed, Hub, ProgramClient, RawClient, Receiver
 from .contract import Contract, ProgramSpec
 from .procs import Limits, Process, Supervisor, describe_status
@@ -48,27 +49,11 @@ class Programs:
         return Path(os.path.abspath(base / spec.program))
 
 
-def proc_sockets(pid: int, table: str):
-    """The sockets of the namespace `pid` lives in, from /proc/PID/net/TABLE
-    ("tcp" or "udp"): (local port, state, bytes in the receive queue,
-    datagrams dropped) for each."""
-    try:
-        with open(f"/proc/{pid}/net/{table}") as f:
-            next(f)
-            rows = [row.split() for row in f]
-    except (OSError, StopIteration):
-        return
-    for fields in rows:
-        rx_queue = int(fields[4].split(":")[1], 16)
-        drops = int(fields[-1]) if table == "udp" else 0
-        yield int(fields[1].split(":")[1], 16), fields[3], rx_queue, drops
-
-
 def _listening_ports(pid: int, transport: str) -> list[int]:
     """Every port bound (TCP: listening) in the server's namespace."""
     table = "udp" if transport == "udp" else "tcp"
-    return sorted({local for local, state, _, _ in proc_sockets(pid, table)
-                   if table == "udp" or state == "0A"})
+    return sorted({row.local for row in proc_sockets(pid, table)
+                   if table == "udp" or row.state == "0A"})
 
 
 def _listening(pid: int, port: int, transport: str) -> bool:
