@@ -320,7 +320,7 @@ def _record(item, outcome_report, call, session):
         if death:
             # "the connection was reset" is the symptom; the cause comes first,
             # with the step it happened in.
-            during = f" during '{failure['step']}'" if failure["step"] else ""
+            during = f" during '{failure['step'].splitlines()[0]}'" if failure["step"] else ""
             what = death if death.startswith(("crashed", "killed")) else f"ended ({death})"
             failure["actual"] = f"the server {what}{during}; {failure['actual']}"
     rules = [a for m in item.iter_markers("rule") for a in m.args]

@@ -9,6 +9,7 @@ the runs that disagree. Not part of CI (it takes N times the corpus test).
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,11 +23,21 @@ from grading.chatgrade.corpus import CORPUS, submissions  # noqa: E402
 from grading.chatgrade.reports import transcript_text  # noqa: E402
 
 
-def grade_corpus(out: Path, jobs: int) -> dict:
-    """{(assignment, submission, nodeid): check} for one run."""
+def grade_corpus(out: Path, jobs: int, only: set[str]) -> dict:
+    """{(assignment, submission, nodeid): check} for one run. `only`:
+    "assignment/submission" names to grade (empty: all of the corpus)."""
     for folder in sorted({p.parent for p in submissions(CORPUS)}):
+        root = folder
+        if only:
+            picked = [f for f in sorted(folder.iterdir()) if f"{folder.name}/{f.name}" in only]
+            if not picked:
+                continue
+            # batch grades every subfolder: a class of the picked ones only
+            root = out / "class" / folder.name
+            for f in picked:
+                shutil.copytree(f, root / f.name)
         dest = out / folder.name
-        subprocess.run([str(ROOT / "chatgrade"), "batch", str(folder), "--assignment", folder.name,
+        subprocess.run([str(ROOT / "chatgrade"), "batch", str(root), "--assignment", folder.name,
                         "--out", str(dest), "--jobs", str(jobs)], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL)
     return read_run(out)
@@ -48,14 +59,18 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, help="keep each run's batch output here")
+    ap.add_argument("--only", default="", metavar="A/S,...",
+                    help="grade only these submissions (assignment/name, comma-separated)")
     ap.add_argument("--compare", type=Path, metavar="DIR",
                     help="grade nothing: compare the complete runs already in DIR (an earlier --out)")
     args = ap.parse_args()
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
     base = args.compare or args.out or Path(tempfile.mkdtemp(prefix="chatgrade-flakes-"))
     runs = []
     if args.compare:
         # A run is complete when every assignment of the corpus has its gradebook.
-        want = {p.parent.name for p in submissions(CORPUS)}
+        want = {p.parent.name for p in submissions(CORPUS)} if not only else \
+            {name.split("/")[0] for name in only}
         done = [d for d in sorted(base.glob("run*"))
                 if {g.parent.name for g in d.glob("*/gradebook.csv")} >= want]
         runs = [read_run(d) for d in done]
@@ -63,7 +78,7 @@ def main() -> int:
         print(f"comparing {len(runs)} complete run(s): {', '.join(d.name for d in done)}")
     for i in range(0 if args.compare else args.runs):
         print(f"run {i + 1}/{args.runs} ...", file=sys.stderr, flush=True)
-        runs.append(grade_corpus(base / f"run{i + 1}", args.jobs))
+        runs.append(grade_corpus(base / f"run{i + 1}", args.jobs, only))
     outcomes = defaultdict(list)
     for i, run in enumerate(runs):
         for key, check in run.items():

@@ -268,9 +268,11 @@ def test_gradescope_package_runs_like_gradescope(class_root, tmp_path):
 
 
 def test_grading_the_references_is_deterministic(tmp_path):
-    """Ten grades in a row of the same (correct) program: the same score."""
+    """Three grades in a row of the same (correct) program: the same score.
+    (More repetitions are a flake hunt, not a test: scripts/corpus_flakes.py
+    grades the whole corpus N times.)"""
     scores = []
-    for i in range(10):
+    for i in range(3):
         out = tmp_path / f"g{i}.json"
         r = _run("grade", str(ROOT / "impl"), "--assignment", "tcp_chat", "--no-valgrind",
                  "--grade-json", str(out), timeout=600)

@@ -117,6 +117,8 @@ def test_verdict(graded, case):
     status, phrase = EXPECTED[case]
     assert g["status"] in ((status,) if isinstance(status, str) else status), verdict(g)
     assert phrase in json.dumps(g), f"{case}: '{phrase}' not in the grade; it says: {verdict(g)}"
+    # "crashed ... during '<step>'": the step's first line, not its description too
+    assert not any(re.search(r"during '[^'\n]*\n", it["output"]) for it in g["items"]), verdict(g)
     if case not in ("netns_inspect", "reads_sibling", "reads_grader", "makefile_canary", "output_flood"):
         assert g["score"] < 100, f"{case} was not penalised"
 

@@ -64,7 +64,10 @@ def judge(e: Expectation, grade: dict) -> list[str]:
         problems.append(f"{e.rule} not penalised ({item['score']:g}/{item['max_score']:g})")
     elif e.says.lower() not in item["output"].lower() + " ".join(
             d["reason"] for d in item.get("deductions", [])).lower():
-        problems.append(f"{e.rule} lost points but its output does not say {e.says!r}")
+        # The output itself goes with it: a CI log is all there is to go on.
+        shown = " | ".join(item["output"].splitlines())[:600]
+        problems.append(f"{e.rule} lost points but its output does not say {e.says!r} "
+                        f"(status {item['status']}; output: {shown})")
     return problems
 
 
