@@ -461,10 +461,27 @@ class ProgramClient(Receiver):
         """What this client puts on the wire when its user types `message`."""
         return self.spec.send_format.encode().replace(b"{name}", self.name.encode()).replace(b"{msg}", message)
 
-    def send(self, message: bytes) -> None:
-        """The user types a line."""
+    def send(self, message: bytes, settle: bool = False) -> None:
+        """The user types a line. With `settle`, return once the program
+        has taken it and waits again (see settle())."""
         self.sent[self.wire_message(message)] += 1
         self.process.write(message + b"\n")
+        if settle:
+            self.settle()
+
+    def settle(self, within: float = SETTLE_WITHIN) -> bool:
+        """Wait until the program has read what was typed and every thread
+        of it waits (for input, the network, a timer). A client that checks
+        the socket only after its user types is then back in its read of
+        stdin, on every run, before the next step: whether a message that
+        arrives next is printed no longer depends on how fast it got there.
+        False if it is still busy after `within` s."""
+        deadline = time.monotonic() + within
+        while not self.process.waiting():
+            if time.monotonic() > deadline or not self.process.alive():
+                return False
+            time.sleep(0.0005)  # polling /proc: there is no event for "blocked"
+        return True
 
     def end_input(self) -> None:
         self.process.close_stdin()

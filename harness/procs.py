@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import re
 import signal
@@ -207,6 +208,36 @@ class Process:
     def status(self) -> str:
         """'exit 0', 'killed by SIGKILL; killed: over 512 MB of memory'."""
         return "; ".join([describe_status(self.popen.poll()), *self.findings()])
+
+    def waiting(self) -> bool:
+        """Whether the program has taken all that was written to its stdin
+        (a pipe) and no thread of it is running: it waits for input, for
+        the network or for a timer. Read from /proc, so it costs the
+        program nothing. A program that is gone is not waiting."""
+        pid = self.program_pid
+        if pid is None:
+            return False
+        if self.stdin_fd is not None and not self.pty:
+            pending = bytearray(4)
+            try:
+                fcntl.ioctl(self.stdin_fd, termios.FIONREAD, pending)
+            except OSError:
+                return False
+            if int.from_bytes(pending, "little"):
+                return False
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            return False
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue             # a thread that just ended
+            if state == "R":
+                return False
+        return True
 
     # -- stdin -----------------------------------------------------------
     def write(self, data: bytes) -> None:

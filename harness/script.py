@@ -451,11 +451,9 @@ class Runner:
         c = self._client(step, env)
         msg = self._msg(step.args["message"], env)
         # A script's steps happen in the order written: the server has read
-        # one client's message before the next step sends another's.
-        if isinstance(c, RawClient):
-            c.send(msg, settle=True)
-        else:
-            c.send(msg)
+        # one client's message (a program, what its user typed) before the
+        # next step goes on.
+        c.send(msg, settle=True)
 
     def send_raw(self, step, env):
         c = self._client(step, env)

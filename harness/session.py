@@ -213,6 +213,10 @@ class ChatSession:
             # reaches the others): confirming by a message it must print
             # would judge its receive thread, which has a check of its own.
             self.probe(c, others)
+            # Back in its wait before the next step: a client that checks the
+            # socket only after its user types would otherwise catch what
+            # the next step sends on some runs (still busy with the probe).
+            c.settle()
         return c
 
     def members(self) -> list[Receiver]:

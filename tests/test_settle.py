@@ -7,12 +7,14 @@ only is caught on some runs only."""
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
 from harness import netns
 from harness.clients import Hub, RawClient
 from harness.contract import Protocol
+from harness.procs import Supervisor
 from harness.transcript import Transcript
 
 
@@ -111,3 +113,23 @@ def test_settle_after_the_server_reset_the_connection(server):
     finally:
         c.close()
         hub.close()
+
+
+def test_program_waiting_means_stdin_taken_and_no_thread_running(tmp_path):
+    """Process.waiting(), what a program client's settle() waits for."""
+
+    sup = Supervisor()
+    try:
+        reader = sup.spawn("reader", ["/bin/sh", "-c", "read a; read b; read c"], cwd=tmp_path)
+        reader.write(b"one\n")
+        deadline = time.monotonic() + 10
+        while not reader.waiting():      # back in `read b`, the pipe empty
+            assert time.monotonic() < deadline, "never seen waiting"
+        busy = sup.spawn("busy", ["/bin/sh", "-c", "while :; do :; done"], cwd=tmp_path)
+        assert not any(busy.waiting() for _ in range(50))
+        # Written but not yet read: stdin is not empty, so not waiting.
+        stuck = sup.spawn("stuck", ["/bin/sh", "-c", "exec sleep 60"], cwd=tmp_path)
+        stuck.write(b"never read\n")
+        assert not stuck.waiting()
+    finally:
+        sup.stop_all()
