@@ -133,9 +133,12 @@ class Room:
                     drop(s)
 
     def close_all(self) -> None:
-        with self.lock:
-            for s in self.members:
-                s.close()
+        """From the signal handler, so without the lock: the handler runs in
+        the main thread, which may hold the lock already (the select server
+        removing a member as SIGTERM arrives) and would wait on itself for
+        ever. The process exits right after; a snapshot of the set is enough."""
+        for s in list(self.members):
+            s.close()
 
 
 class Member:
