@@ -277,6 +277,18 @@ class Hub:
 SETTLE_WITHIN = 0.5
 
 
+def _poll_until(condition, within: float) -> bool:
+    """Check `condition` every 0.5 ms until it holds or `within` s pass.
+    For what /proc shows and nothing signals (a socket read, a thread
+    blocked): settle() of both kinds of client."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.0005)
+    return True
+
+
 class RawClient(Receiver):
     """The harness's own TCP or UDP client socket."""
 
@@ -393,16 +405,14 @@ class RawClient(Receiver):
         (False): what it does then is for the step after to judge."""
         if self.sock is None:
             return True
-        server, mine = self.peer[1], self.address[1]
-        deadline = time.monotonic() + within
-        while True:
-            pending = [row.rx_queue for row in netns.proc_sockets("thread-self", self.transport)
-                       if row.local == server and row.remote in (mine, 0 if self.transport == "udp" else -1)]
-            if not any(pending):
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.0005)  # polling the socket table: there is no event for "read"
+        # The server's end: TCP, its connection from our port; UDP, its one
+        # unconnected socket.
+        server, remote = self.peer[1], 0 if self.transport == "udp" else self.address[1]
+
+        def read_all() -> bool:
+            return not any(row.rx_queue for row in netns.proc_sockets("thread-self", self.transport)
+                           if row.local == server and row.remote == remote)
+        return _poll_until(read_all, within)
 
     def close(self) -> None:
         """Leave by end of stream (FIN)."""
@@ -476,12 +486,8 @@ class ProgramClient(Receiver):
         stdin, on every run, before the next step: whether a message that
         arrives next is printed no longer depends on how fast it got there.
         False if it is still busy after `within` s."""
-        deadline = time.monotonic() + within
-        while not self.process.waiting():
-            if time.monotonic() > deadline or not self.process.alive():
-                return False
-            time.sleep(0.0005)  # polling /proc: there is no event for "blocked"
-        return True
+        return _poll_until(lambda: self.process.waiting() or not self.process.alive(), within) \
+            and self.process.alive()
 
     def end_input(self) -> None:
         self.process.close_stdin()
