@@ -37,6 +37,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = Path(__file__).resolve().parent / "sandbox_exec.c"
@@ -149,6 +150,15 @@ def _cgroup_dir(controller: str) -> Path | None:
     return None
 
 
+def run_tag() -> str:
+    """CHATGRADE_RUN from the environment (letters and digits only): the
+    test suite sets it, and every grader it starts inherits it, so the
+    suite's leftover check can tell its own boxes from those of another run
+    on the same machine."""
+    tag = os.environ.get("CHATGRADE_RUN", "")
+    return tag if tag.isalnum() else ""
+
+
 def sweep_cgroups(base: Path) -> None:
     """Remove empty cgroups of graders that no longer run."""
     for d in base.glob("box-*"):
@@ -245,9 +255,11 @@ class Sandbox:
                      "LANG": "C.UTF-8", "USER": "student", "LOGNAME": "student"}
         return dict(self._env)
 
-    def wrap(self, argv: list[str], cwd: str | Path | None, limits: Limits | None = None
-             ) -> tuple[list[str], "Confinement | None"]:
-        """argv to run instead of `argv`, and the handle to its cgroups and report."""
+    def wrap(self, argv: list[str], cwd: str | Path | None, limits: Limits | None = None,
+             ignore_signals: Sequence[int] = ()) -> tuple[list[str], "Confinement | None"]:
+        """argv to run instead of `argv`, and the handle to its cgroups and
+        report. The program starts with `ignore_signals` ignored, every other
+        signal at its default."""
         st = _probe()
         limits = limits or self.limits
         if st["helper"] is None:
@@ -277,6 +289,8 @@ class Sandbox:
             out += ["--hide", os.path.abspath(h)]
         for h in SCRATCH:
             out += ["--scratch", h]
+        for sig in ignore_signals:
+            out += ["--ignore-signal", str(int(sig))]
         out += ["--expose", os.path.abspath(self.box)]
         for v in self.visible:
             out += ["--expose-ro", os.path.abspath(v)]
@@ -297,8 +311,10 @@ class Confinement:
 
     def add_cgroup(self, base: Path, controller: str, knob: str, value: int) -> Path:
         # Named after us: a grader killed with -9 leaves its cgroups, and the
-        # next one removes those whose owner is gone (sweep_cgroups).
-        d = Path(tempfile.mkdtemp(prefix=f"box-{os.getpid()}-", dir=base))
+        # next one removes those whose owner is gone (sweep_cgroups). Then
+        # the run's tag, if the grader was started by one (run_tag()).
+        tag = run_tag()
+        d = Path(tempfile.mkdtemp(prefix=f"box-{os.getpid()}-{tag + '-' if tag else ''}", dir=base))
         (d / knob).write_text(str(value))
         if controller == "memory":
             # Where swap is accounted, swap counts against the same limit.

@@ -4,6 +4,12 @@
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "valgrind: runs programs under valgrind (slow; deselect with -m 'not valgrind')")
+    # This run's tag, inherited by the xdist workers and every grader they
+    # start: sandbox cgroups carry it, so the leftover check below judges
+    # this run's boxes only, not those of another run on the machine.
+    import os
+    import secrets
+    os.environ.setdefault("CHATGRADE_RUN", "t" + secrets.token_hex(4))
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -31,12 +37,16 @@ def pytest_terminal_summary(terminalreporter):
 
 def _leftovers() -> list[str]:
     """Processes of this run still alive: anything of the sandbox user, any
-    sandbox keeper, any program started from this checkout's build."""
+    sandbox keeper, any program started from this checkout's build. A
+    process in a box of another run (its cgroup has another tag) is that
+    run's business."""
     import os
+    import re
     from pathlib import Path
     from harness import sandbox
     root = str(Path(__file__).resolve().parent.parent)
     me = os.getpid()
+    ours = f"-{sandbox.run_tag()}-"
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         if int(pid) == me:
@@ -45,7 +55,11 @@ def _leftovers() -> list[str]:
             uid = os.stat(f"/proc/{pid}").st_uid
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            with open(f"/proc/{pid}/cgroup") as f:
+                boxes = re.findall(r"/box-\d+-[^/\n]*", f.read())
         except OSError:
+            continue
+        if boxes and not any(ours in b for b in boxes):
             continue
         if sandbox.is_sandbox_uid(uid) or "chatgrade-sandbox" in cmd or \
                 f"{root}/build/" in cmd or f"{root}/tests/mutants/" in cmd:
@@ -58,7 +72,7 @@ def _leftovers() -> list[str]:
             # swept by the next one; a cgroup still holding a process is a leak.
             sandbox.sweep_cgroups(Path(base))
             found += [f"cgroup {d} holds {(d / 'cgroup.procs').read_text().split()}"
-                      for d in Path(base).glob("box-*") if (d / "cgroup.procs").read_text().split()]
+                      for d in Path(base).glob(f"box-*{ours}*") if (d / "cgroup.procs").read_text().split()]
     return found
 
 
