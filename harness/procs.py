@@ -395,11 +395,14 @@ class Supervisor:
 
     def spawn(self, name: str, argv: Sequence[str], *, cwd: str | Path | None = None,
               env: dict[str, str] | None = None, pty: bool = False, stdin: bool = True,
-              limits: Limits | None = None, sandbox: Sandbox | None = None) -> Process:
+              limits: Limits | None = None, sandbox: Sandbox | None = None,
+              ignore_signals: Sequence[int] = ()) -> Process:
         """Start argv as `name`; stdin is a pipe (or a pty, or /dev/null).
 
         With `sandbox` (a program under test) it runs in that box, with a
         clean environment plus `env`, under `limits` or the box's own.
+        Every signal starts at its default disposition, except those in
+        `ignore_signals`, which start ignored (as `nohup` does for SIGHUP).
         """
         argv = [str(a) for a in argv]
         limits = limits or self.limits
@@ -407,7 +410,7 @@ class Supervisor:
         if sandbox is not None:
             limits = limits or sandbox.limits
             run_env = {**sandbox.prepare(), **(env or self.env or {})}
-            argv, confinement = sandbox.wrap(argv, cwd, limits)
+            argv, confinement = sandbox.wrap(argv, cwd, limits, ignore_signals)
             if confinement is not None:
                 limits = None       # the helper applies them, after its own setup
         else:
@@ -435,7 +438,10 @@ class Supervisor:
                 # Make the pty the controlling terminal of the new session.
                 import fcntl
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            # Python ignores SIGPIPE; a program started from a shell does not.
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            for sig in ignore_signals:
+                signal.signal(sig, signal.SIG_IGN)
             if limits is not None:
                 limits.apply()
 

@@ -34,6 +34,8 @@
  *   --chdir DIR            the program's working directory
  *   --report FILE          write "status N" and "left PID COMM" lines here
  *   --rlimit NAME=N        cpu, as, nproc, fsize, nofile, core (soft = hard = N)
+ *   --ignore-signal N      start the program with signal N ignored (every
+ *                          other one at its default)
  *
  * Signals: the harness signals our whole process group. The keeper and
  * init ignore them (init, being PID 1, would anyway) so that the program
@@ -85,6 +87,7 @@ static struct {
 	const char *report;
 	struct { int resource; rlim_t value; } limits[MAX_LIMITS];
 	int nlimits;
+	sigset_t ignored;
 } opt;
 
 static void die(const char *fmt, ...)
@@ -134,6 +137,7 @@ static int parse_args(int argc, char **argv)
 {
 	int i;
 
+	sigemptyset(&opt.ignored);
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
@@ -165,6 +169,13 @@ static int parse_args(int argc, char **argv)
 		} else if (strcmp(a, "--rlimit") == 0) {
 			if (parse_limit(v) < 0)
 				return -1;
+		} else if (strcmp(a, "--ignore-signal") == 0) {
+			char *end;
+			long sig = strtol(v, &end, 10);
+
+			if (*end || sig <= 0 || sig >= NSIG || sig == SIGKILL || sig == SIGSTOP)
+				return -1;
+			sigaddset(&opt.ignored, (int)sig);
 		} else {
 			return -1;
 		}
@@ -257,12 +268,14 @@ static void build_view(void)
 static void exec_program(char **argv)
 {
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	struct sigaction ign = { .sa_handler = SIG_IGN };
 	sigset_t none;
 
 	/* Start as a program started from a shell: default dispositions (an
-	 * ignored signal survives exec), nothing blocked. */
+	 * ignored signal survives exec), nothing blocked; except the ones a
+	 * check asked to be ignored (--ignore-signal). */
 	for (int s = 1; s < NSIG; s++)
-		sigaction(s, &dfl, NULL);
+		sigaction(s, sigismember(&opt.ignored, s) == 1 ? &ign : &dfl, NULL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	for (int i = 0; i < opt.nlimits; i++) {
@@ -405,7 +418,7 @@ int main(int argc, char **argv)
 	if (first < 0) {
 		errno = 0;
 		die("usage: chatgrade-sandbox [--uid N --gid N] [--cgroup DIR] [--hide DIR] [--scratch DIR] "
-		    "[--expose[-ro] DIR] [--chdir DIR] [--report FILE] [--rlimit NAME=N] -- PROGRAM [ARG...]");
+		    "[--expose[-ro] DIR] [--chdir DIR] [--report FILE] [--rlimit NAME=N] [--ignore-signal N] -- PROGRAM [ARG...]");
 	}
 	snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
 	for (int i = 0; i < opt.ncgroups; i++) {

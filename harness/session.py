@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from . import netns, sandbox, valgrind
 from .netns import proc_sockets
@@ -99,10 +100,12 @@ class ChatSession:
 
     # -- server ------------------------------------------------------------
     def start_server(self, ready_within: float = 5.0, limits: Limits | None = None,
-                     reference: bool = False) -> Process:
+                     reference: bool = False, ignore_signals: Sequence[int] = ()) -> Process:
         """Start the contract's server and wait until it listens. With
         `reference`, the reference server when there is one: a check of the
-        client then judges the client alone, not the submission's server."""
+        client then judges the client alone, not the submission's server.
+        `ignore_signals` start ignored: for a check that must not be decided
+        by a race another rule's check judges (scenarios/load/test_capacity.py)."""
         spec = self.contract.server
         exe = self.programs.path(spec)
         ref = self.programs.reference / spec.program
@@ -126,6 +129,7 @@ class ChatSession:
         self.server = self.supervisor.spawn(
             "server", argv, cwd=self.workdir,
             limits=limits.scaled(self.scale) if limits else None,
+            ignore_signals=ignore_signals,
             # Our own reference is not under test and needs no box.
             sandbox=None if exe == ref else self.sandbox)
         deadline = time.monotonic() + self.within(ready_within)
@@ -143,6 +147,8 @@ class ChatSession:
                                   if others else "; it listens on no port at all"))
             time.sleep(0.01)  # poll /proc: the condition is checked, not assumed
         self.port = port
+        for sig in ignore_signals:
+            self.transcript.note(f"the server was started with {signal.Signals(sig).name} ignored")
         self.transcript.note(f"server listening on port {port}")
         return self.server
 

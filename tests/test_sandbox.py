@@ -24,12 +24,12 @@ pytestmark = pytest.mark.skipif(not sandbox.available(),
                                 reason="the sandbox needs root: " + sandbox.mode_description())
 
 
-def run(tmp_path, argv, limits=None, hidden=(), timeout=30.0, stdin=False):
+def run(tmp_path, argv, limits=None, hidden=(), timeout=30.0, stdin=False, **spawn):
     box = Sandbox(tmp_path / "box", limits=limits or Limits(), hidden=list(hidden))
     box.box.mkdir(exist_ok=True)
     sup = Supervisor()
     with netns.private_namespace():
-        proc = sup.run("probe", argv, timeout=timeout, sandbox=box)
+        proc = sup.run("probe", argv, timeout=timeout, sandbox=box, **spawn)
     sup.stop_all(grace=1)
     return proc
 
@@ -239,3 +239,26 @@ def test_build_gets_loopback_only_and_never_blocks_the_grader(tmp_path):
     # The grader came back; gcc itself, reading /dev/zero, ran into the box's
     # memory limit, and the log says so.
     assert r.system == "gcc" and "killed: over 2048 MB of memory" in r.log, r.log
+
+
+def _ignored(status: str) -> set[int]:
+    """The signals a /proc/PID/status text says are ignored."""
+    mask = int(next(l for l in status.splitlines() if l.startswith("SigIgn:")).split()[1], 16)
+    return {s for s in range(1, 65) if mask >> (s - 1) & 1}
+
+
+@pytest.mark.parametrize("boxed", [True, False], ids=["sandboxed", "reference"])
+def test_signals_start_at_default_unless_a_check_asks(tmp_path, boxed):
+    """A program starts as from a shell: no signal ignored (the harness's
+    Python ignores SIGPIPE, the helper ignores the group's signals), except
+    what the check asked for (ignore_signals)."""
+    def ignored(**kw):
+        if boxed:
+            proc = run(tmp_path, ["/bin/cat", "/proc/self/status"], **kw)
+        else:
+            proc = Supervisor().run("probe", ["/bin/cat", "/proc/self/status"], timeout=30, **kw)
+        assert proc.returncode == 0, proc.stderr.text()
+        return _ignored(proc.stdout.text())
+
+    assert ignored() == set()
+    assert ignored(ignore_signals=[signal.SIGPIPE]) == {signal.SIGPIPE}
