@@ -24,7 +24,7 @@ from .netns import proc_sockets
 from .clients import CheckFailed, Hub, ProgramClient, RawClient, Receiver
 from .contract import Contract, ProgramSpec
 from .procs import Limits, Process, Supervisor, describe_status
-from .transcript import Transcript
+from .transcript import Transcript, show_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_BIN = ROOT / "build" / "impl"
@@ -241,6 +241,12 @@ class ChatSession:
             # `first` proved the others members; one of them proves `first`.
             second = next(m for m in members if m is not first)
             self.probe(second, [m for m in members if m is not second])
+        for m in new:
+            early = m.pass_over_joining()
+            if early:
+                self.transcript.add(m.name, "note", detail=(
+                    f"passed over {len(early)} piece(s) of a probe received while joining: "
+                    f"{', '.join(show_bytes(e.line) for e in early[:3])}"))
 
     def probe(self, sender: Receiver, receivers: list[Receiver], within: float = 5.0) -> None:
         """Send probe messages from `sender` until the latest one reaches
