@@ -221,8 +221,10 @@ class Receiver:
         return self.eof
 
     def wait_for_probe(self, probe: bytes, within: float) -> bool:
-        """Whether the harness's probe `probe` has (or within `within` s) arrived."""
-        return self._wait(lambda: probe in self.probes, max(within, 0))
+        """Whether the harness's probe `probe` has (or within `within` s)
+        arrived; False at once if the connection has ended."""
+        self._wait(lambda: probe in self.probes or self.eof is not None, max(within, 0))
+        return probe in self.probes
 
     def pass_over_joining(self) -> list[Message]:
         """Remove the pieces of probes a new member received before the

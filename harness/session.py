@@ -231,6 +231,13 @@ class ChatSession:
     def confirm_members(self, new: list[Receiver]) -> None:
         """Prove the new clients are members: a probe message from another
         member reaches each of them (the protocol has no acknowledgement)."""
+        # A new client the server has already closed is refused, not "not a
+        # member": said the same way whether the close came before this
+        # line or during the probe (a full server closes the 65th at once).
+        for m in new:
+            if m.eof is not None:
+                raise CheckFailed(f"membership of {m.name}", "the server keeps the new client",
+                                  f"the connection ended ({m.eof}) as it joined")
         members = self.members()
         if len(members) < 2 or not new:
             return
@@ -270,8 +277,8 @@ class ChatSession:
                        if not r.wait_for_probe(wire, step_deadline - time.monotonic())]
             if not missing:
                 return
-            if time.monotonic() >= deadline:
-                r = missing[0]
+            if time.monotonic() >= deadline or any(r.eof is not None for r in missing):
+                r = next((r for r in missing if r.eof is not None), missing[0])
                 raise CheckFailed(f"membership of {r.name}: a message from {sender.name} reaches it",
                                   f"{wire!r} within {self.within(within):g}s",
                                   f"the connection ended ({r.eof})" if r.eof else
