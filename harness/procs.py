@@ -396,14 +396,19 @@ class Supervisor:
     def spawn(self, name: str, argv: Sequence[str], *, cwd: str | Path | None = None,
               env: dict[str, str] | None = None, pty: bool = False, stdin: bool = True,
               limits: Limits | None = None, sandbox: Sandbox | None = None,
-              ignore_signals: Sequence[int] = ()) -> Process:
+              ignore_signals: Sequence[int] = (), stdout_file: Path | None = None) -> Process:
         """Start argv as `name`; stdin is a pipe (or a pty, or /dev/null).
 
         With `sandbox` (a program under test) it runs in that box, with a
         clean environment plus `env`, under `limits` or the box's own.
         Every signal starts at its default disposition, except those in
         `ignore_signals`, which start ignored (as `nohup` does for SIGHUP).
+        `stdout_file`: stdout goes to this file instead of a pipe (read it
+        after the end; its size is bounded by the file-size limit). A program
+        writing to a pipe waits whenever the harness is slow to read it.
         """
+        if stdout_file is not None and pty:
+            raise ValueError("a program's stdout is its pty or a file, not both")
         argv = [str(a) for a in argv]
         limits = limits or self.limits
         confinement = None
@@ -425,12 +430,17 @@ class Supervisor:
             termios.tcsetattr(slave, termios.TCSANOW, attrs)
             stdin_fd, child_in, child_out = master, slave, slave
             out_r = os.dup(master)
-        elif stdin:
-            child_in, stdin_fd = os.pipe()
-            out_r, child_out = os.pipe()
         else:
-            child_in = os.open(os.devnull, os.O_RDONLY)
-            out_r, child_out = os.pipe()
+            if stdin:
+                child_in, stdin_fd = os.pipe()
+            else:
+                child_in = os.open(os.devnull, os.O_RDONLY)
+            if stdout_file is None:
+                out_r, child_out = os.pipe()
+            else:
+                out_r = None
+                child_out = os.open(stdout_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                                    0o600)
         err_r, child_err = os.pipe()
 
         def preexec() -> None:
@@ -469,9 +479,12 @@ class Supervisor:
                      (lambda d: tr.add(name, "stdout", d)) if tr else None)
         err = Stream("stderr", self.output_cap,
                      (lambda d: tr.add(name, "stderr", d)) if tr else None)
+        if out_r is None:
+            out.close()         # stdout went to stdout_file
         for fd, stream in ((out_r, out), (err_r, err)):
-            threading.Thread(target=_pump, args=(fd, stream), daemon=True,
-                             name=f"pump-{name}-{stream.name}").start()
+            if fd is not None:
+                threading.Thread(target=_pump, args=(fd, stream), daemon=True,
+                                 name=f"pump-{name}-{stream.name}").start()
         proc = Process(name, argv, popen, out, err, stdin_fd, pty, tr, confinement=confinement)
         self.processes.append(proc)
         return proc

@@ -262,3 +262,17 @@ def test_signals_start_at_default_unless_a_check_asks(tmp_path, boxed):
 
     assert ignored() == set()
     assert ignored(ignore_signals=[signal.SIGPIPE]) == {signal.SIGPIPE}
+
+
+def test_stdout_to_a_file_never_waits_for_the_harness(tmp_path):
+    """stdout_file (the counter's runs): 8 MB, more than any pipe holds,
+    written with nobody reading, all kept."""
+    out = tmp_path / "stdout"
+    proc = run(tmp_path, ["/bin/sh", "-c", "head -c 8388608 /dev/zero | tr '\\0' x; echo end >&2"],
+               stdout_file=out)
+    assert proc.returncode == 0 and not proc.timed_out, proc.stderr.text()
+    data = out.read_bytes()
+    assert len(data) == 8 << 20 and set(data) == {ord("x")}
+    assert proc.stdout.data() == b"" and proc.stderr.text() == "end\n"
+    with pytest.raises(ValueError):
+        Supervisor().spawn("p", ["/bin/true"], pty=True, stdout_file=out)
