@@ -236,6 +236,7 @@ class ChatSession:
         # line or during the probe (a full server closes the 65th at once).
         for m in new:
             if m.eof is not None:
+                self._let_a_dying_server_end()
                 raise CheckFailed(f"membership of {m.name}", "the server keeps the new client",
                                   f"the connection ended ({m.eof}) as it joined")
         members = self.members()
@@ -279,11 +280,20 @@ class ChatSession:
                 return
             if time.monotonic() >= deadline or any(r.eof is not None for r in missing):
                 r = next((r for r in missing if r.eof is not None), missing[0])
+                if r.eof is not None:
+                    self._let_a_dying_server_end()
                 raise CheckFailed(f"membership of {r.name}: a message from {sender.name} reaches it",
                                   f"{wire!r} within {self.within(within):g}s",
                                   f"the connection ended ({r.eof})" if r.eof else
                                   f"not received; unread: {[m.line for m in r.unread()][:5]}")
             wait = min(wait * 2, 1.0)
+
+    def _let_a_dying_server_end(self, within: float = 1.0) -> None:
+        """A connection ended unasked: if the server is crashing, wait (a
+        little) until it has ended, so the failure names the crash (the
+        plugin puts how the server died first) and not only its symptom."""
+        if self.server is not None and self.server.stop_signal_sent is None:
+            self.server.wait(self.within(within))
 
     def __getitem__(self, name: str) -> Receiver:
         try:
