@@ -24,7 +24,7 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .clients import CheckFailed, ProgramClient, RawClient
+from .clients import SETTLE_WITHIN, CheckFailed, ProgramClient, RawClient
 from .contract import Contract
 
 HEADER_KEYS = {"title", "rule", "assignments", "requires", "tool", "points", "timeout", "server"}
@@ -483,7 +483,11 @@ class Runner:
         self._client(step, env).expect_closed(self.s.within(step.args["within"]))
 
     def close(self, step, env):
-        self._client(step, env).close()
+        c = self._client(step, env)
+        if isinstance(c, RawClient):
+            c.close(settle=self.s.within(SETTLE_WITHIN))
+        else:
+            c.close()
 
     def reset(self, step, env):
         self._client(step, env).reset()

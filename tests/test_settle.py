@@ -115,6 +115,25 @@ def test_settle_after_the_server_reset_the_connection(server):
         hub.close()
 
 
+def test_close_waits_until_the_server_has_closed_its_end(server):
+    """A script's `close` returns once the server closed its end of the
+    connection (it is gone from the socket table); a server that never
+    does (a leak) is waited for up to the deadline."""
+    listener = server("tcp")
+    leaked, hub1 = _client("tcp", listener.getsockname()[1])
+    kept = listener.accept()[0]
+    closing, hub2 = _client("tcp", listener.getsockname()[1])
+    conn = listener.accept()[0]
+    try:
+        assert leaked.close(settle=0.05) is False       # kept open by the "server"
+        threading.Timer(0.05, conn.close).start()       # handles the EOF a little later
+        assert closing.close(settle=10) is True
+    finally:
+        kept.close()
+        hub1.close()
+        hub2.close()
+
+
 def test_program_waiting_means_stdin_taken_and_no_thread_running(tmp_path):
     """Process.waiting(), what a program client's settle() waits for."""
 
