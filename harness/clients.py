@@ -434,14 +434,15 @@ class RawClient(Receiver):
         (False): what it does then is for the step after to judge."""
         if self.sock is None:
             return True
-        # The server's end: TCP, its connection from our port; UDP, its one
-        # unconnected socket.
-        server, remote = self.peer[1], 0 if self.transport == "udp" else self.address[1]
+        return _poll_until(lambda: not any(row.rx_queue for row in self._server_end()), within)
 
-        def read_all() -> bool:
-            return not any(row.rx_queue for row in netns.proc_sockets("thread-self", self.transport)
-                           if row.local == server and row.remote == remote)
-        return _poll_until(read_all, within)
+    def _server_end(self) -> list:
+        """The server's end of this connection in the namespace's socket
+        table (TCP, its connection from our port; UDP, its one unconnected
+        socket): empty once the server has closed it."""
+        server, remote = self.peer[1], 0 if self.transport == "udp" else self.address[1]
+        return [row for row in netns.proc_sockets("thread-self", self.transport)
+                if row.local == server and row.remote == remote]
 
     def close(self, settle: float = 0.0) -> bool:
         """Leave by end of stream (FIN). With `settle` > 0, then wait up to
@@ -461,9 +462,7 @@ class RawClient(Receiver):
         self.end("closed by client")
         if not settle or self.transport != "tcp":
             return True
-        server, mine = self.peer[1], self.address[1]
-        return _poll_until(lambda: not any(row.local == server and row.remote == mine for row in
-                                           netns.proc_sockets("thread-self", "tcp")), settle)
+        return _poll_until(lambda: not self._server_end(), settle)
 
     def reset(self) -> None:
         """Leave abruptly: SO_LINGER 0 makes close() send a RST."""
